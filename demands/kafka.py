@@ -1,0 +1,306 @@
+"""Kafka clients: configuration, topic set-up, the consume loop and the producer helper.
+
+The consume loop (`ConsumeLoop`) is what `consume_demands` and the embedded dashboard run:
+
+- It reads in batches, cut by size (`batch_size`) or time (`batch_timeout`), with auto-commit
+  and auto offset store off.
+- Each batch is persisted in one database transaction (`ingest.persist_batch`); invalid records
+  are stored as RejectedMessage and copied to the dead-letter topic; only then are the batch's
+  offsets (the next offset per partition) committed. A crash anywhere re-delivers the batch, and
+  idempotent writes make the re-delivery harmless: at-least-once delivery, exactly-once storage.
+- New demands are broadcast to browsers once per batch, after the database commit.
+- Database or broker errors: the same batch is retried with exponential back-off, without
+  committing; after `max_failures` consecutive failures the loop raises, so the process exits
+  non-zero and its supervisor restarts it (and Kafka re-delivers from the last commit).
+- `stop()` (SIGTERM/SIGINT in the command) finishes the current batch, commits, and closes the
+  consumer, which leaves the group at once so its partitions move without waiting for a timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone as dt_timezone
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from django.conf import settings
+from django.db import close_old_connections
+
+from . import live
+from .ingest import BatchResult, IncomingMessage, persist_batch
+
+logger = logging.getLogger(__name__)
+
+
+def client_config(**overrides) -> dict:
+    """Settings' librdkafka properties (bootstrap servers, security…) plus per-client overrides."""
+    config = dict(settings.KAFKA_CLIENT_CONFIG)
+    config.update(overrides)
+    return config
+
+
+def ensure_topics(topics: Iterable[str], *, partitions: int | None = None, timeout: float = 15.0) -> None:
+    """Create the topics that do not exist yet (demand topics and the DLQ); existing ones are untouched."""
+    admin = AdminClient(client_config())
+    existing = admin.list_topics(timeout=timeout).topics
+    missing = [topic for topic in dict.fromkeys(topics) if topic not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(topic, num_partitions=partitions or settings.KAFKA_TOPIC_PARTITIONS) for topic in missing],
+        operation_timeout=timeout,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result()
+            logger.info("created topic %s", topic)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+
+
+def make_producer(**overrides) -> Producer:
+    # Idempotent producer: retries never duplicate or reorder within a partition.
+    return Producer(client_config(**{"enable.idempotence": True, "linger.ms": 5, **overrides}))
+
+
+def demand_key(demand: dict) -> bytes | None:
+    """Key by identity so every delivery of one demand lands on one partition, in order."""
+    if isinstance(demand, dict) and "source" in demand and "id" in demand:
+        return f"{demand['source']}:{demand['id']}".encode()
+    return None
+
+
+def produce_demand(producer: Producer, demand: dict, *, topic: str | None = None, on_delivery=None) -> None:
+    value = json.dumps(demand, ensure_ascii=False).encode()
+    while True:
+        try:
+            producer.produce(topic or settings.KAFKA_TOPICS[0], value=value, key=demand_key(demand), on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.1)  # local queue full: let deliveries drain, then try again
+        producer.poll(0)
+
+
+def _record_from(message: Message) -> IncomingMessage:
+    kind, millis = message.timestamp()
+    timestamp = None
+    if kind != 0 and millis is not None and millis >= 0:  # 0 = TIMESTAMP_NOT_AVAILABLE
+        timestamp = datetime.fromtimestamp(millis / 1000, tz=dt_timezone.utc)
+    return IncomingMessage(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        value=message.value(),
+        key=message.key(),
+        timestamp=timestamp,
+    )
+
+
+class ConsumerFailed(RuntimeError):
+    """Too many consecutive failures: the process should exit non-zero and be restarted."""
+
+
+class ConsumeLoop:
+    def __init__(
+        self,
+        *,
+        topics: list[str] | None = None,
+        group: str | None = None,
+        batch_size: int | None = None,
+        batch_timeout: float | None = None,
+        max_failures: int | None = None,
+        dlq_topic: str | None = None,
+        consumer_overrides: dict | None = None,
+        on_batch: Callable[[BatchResult], None] | None = None,
+        broadcast: bool = True,
+        stats_interval: float = 30.0,
+        consumer_factory: Callable[[dict], Consumer] = Consumer,
+        producer_factory: Callable[[], Producer] = make_producer,
+        create_topics: bool = True,
+    ):
+        self.topics = topics or list(settings.KAFKA_TOPICS)
+        self.group = group or settings.KAFKA_CONSUMER_GROUP
+        self.batch_size = batch_size or settings.CONSUMER_BATCH_SIZE
+        self.batch_timeout = batch_timeout if batch_timeout is not None else settings.CONSUMER_BATCH_TIMEOUT
+        self.max_failures = max_failures or settings.CONSUMER_MAX_FAILURES
+        self.dlq_topic = dlq_topic if dlq_topic is not None else settings.KAFKA_DLQ_TOPIC
+        self.consumer_overrides = consumer_overrides or {}
+        self.on_batch = on_batch
+        self.broadcast = broadcast
+        self.stats_interval = stats_interval
+        self.consumer_factory = consumer_factory
+        self.producer_factory = producer_factory
+        self.create_topics = create_topics
+        self._stop = threading.Event()
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
+        self.totals = {"batches": 0, "created": 0, "duplicates": 0, "rejected": 0}
+
+    # -- control ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the loop to finish its current batch, commit and exit. Safe from signal handlers."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        self._stop.wait(seconds)  # back-off that a stop request cuts short
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        if self.create_topics:
+            ensure_topics([*self.topics, self.dlq_topic] if self.dlq_topic else self.topics)
+        config = client_config(
+            **{
+                "group.id": self.group,
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "auto.offset.reset": "earliest",
+                "partition.assignment.strategy": "cooperative-sticky",
+                **self.consumer_overrides,
+            }
+        )
+        self._consumer = self.consumer_factory({**config, "logger": logger})
+        self._producer = self.producer_factory() if self.dlq_topic else None
+        self._consumer.subscribe(self.topics)
+        logger.info(
+            "consuming %s as group %s (batch %d / %.2fs)", ",".join(self.topics), self.group, self.batch_size, self.batch_timeout
+        )
+        last_stats = time.monotonic()
+        window = {"created": 0, "rejected": 0, "duplicates": 0}
+        try:
+            while not self.stopping:
+                messages = self._consumer.consume(self.batch_size, self.batch_timeout)
+                records = [_record_from(m) for m in self._valid(messages)]
+                if records:
+                    result = self._handle_with_retries(records)
+                    if result is None:
+                        break  # stop requested while retrying: nothing committed, Kafka re-delivers
+                    window["created"] += len(result.created)
+                    window["rejected"] += len(result.rejected)
+                    window["duplicates"] += result.duplicates
+                now = time.monotonic()
+                if now - last_stats >= self.stats_interval:
+                    elapsed = now - last_stats
+                    logger.info(
+                        "throughput: %.1f demands/s stored, %d rejected, %d duplicates in the last %.0fs",
+                        window["created"] / elapsed, window["rejected"], window["duplicates"], elapsed,
+                    )
+                    window = dict.fromkeys(window, 0)
+                    last_stats = now
+        finally:
+            self._close()
+
+    def _valid(self, messages: list[Message]) -> list[Message]:
+        valid = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                valid.append(message)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                continue
+            elif error.fatal():
+                raise KafkaException(error)
+            else:
+                # Transient broker/network errors: librdkafka retries by itself; say so once.
+                logger.warning("consumer error (librdkafka retries): %s", error)
+        return valid
+
+    def _handle_with_retries(self, records: list[IncomingMessage]) -> BatchResult | None:
+        failures = 0
+        while True:
+            try:
+                return self._handle(records)
+            except Exception as exc:  # database down, broker unreachable, constraint race…
+                failures += 1
+                if failures >= self.max_failures:
+                    raise ConsumerFailed(
+                        f"batch of {len(records)} records failed {failures} times in a row; last error: {exc!r}"
+                    ) from exc
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                logger.warning(
+                    "batch failed (%d/%d), retrying in %.1fs without committing: %r", failures, self.max_failures, delay, exc
+                )
+                close_old_connections()
+                self._sleep(delay)
+                if self.stopping:
+                    return None
+
+    def _handle(self, records: list[IncomingMessage]) -> BatchResult:
+        close_old_connections()  # drop a connection the database closed since the last batch
+        result = persist_batch(records)
+        if result.rejected and self._producer is not None:
+            self._dead_letter(result)
+        if self.broadcast and result.created:
+            try:
+                live.broadcast_demands_created(result.created)
+            except Exception:  # browsers missing an update must not stop ingestion; they catch up
+                logger.exception("broadcast of %d new demands failed", len(result.created))
+        self._commit(records)
+        self.totals["batches"] += 1
+        self.totals["created"] += len(result.created)
+        self.totals["duplicates"] += result.duplicates
+        self.totals["rejected"] += len(result.rejected)
+        if self.on_batch is not None:
+            self.on_batch(result)
+        return result
+
+    def _dead_letter(self, result: BatchResult) -> None:
+        """Copy rejected records to the DLQ with the reason in headers; flushed before the commit."""
+        failed: list[KafkaError] = []
+
+        def on_delivery(error, _message):
+            if error is not None:
+                failed.append(error)
+
+        for record, reason in result.rejected:
+            headers = [
+                ("dlq.reason", reason.encode()),
+                ("dlq.topic", record.topic.encode()),
+                ("dlq.partition", str(record.partition).encode()),
+                ("dlq.offset", str(record.offset).encode()),
+            ]
+            self._producer.produce(self.dlq_topic, value=record.value, key=record.key, headers=headers, on_delivery=on_delivery)
+        remaining = self._producer.flush(30)
+        if remaining or failed:
+            raise KafkaException(f"dead-letter delivery failed ({remaining} undelivered, errors: {failed[:3]})")
+
+    def _commit(self, records: list[IncomingMessage]) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        for record in records:
+            key = (record.topic, record.partition)
+            next_offsets[key] = max(next_offsets.get(key, -1), record.offset + 1)
+        offsets = [TopicPartition(topic, partition, offset) for (topic, partition), offset in next_offsets.items()]
+        try:
+            self._consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if code in (KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID,
+                        KafkaError._NO_OFFSET):
+                # Partitions moved during the batch: the new owner re-reads it, and the idempotent
+                # writes make that harmless. Retrying the commit here would not help.
+                logger.info("offset commit skipped after a rebalance: %s", exc)
+                return
+            raise
+
+    def _close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)
+        if self._consumer is not None:
+            try:
+                self._consumer.close()  # leave the group now, not after session.timeout.ms
+            except RuntimeError:
+                pass
+        close_old_connections()
+        logger.info(
+            "consumer closed: %(batches)d batches, %(created)d demands stored, %(duplicates)d duplicates, "
+            "%(rejected)d rejected",
+            self.totals,
+        )

@@ -1,0 +1,48 @@
+import signal
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from demands.kafka import ConsumeLoop, ConsumerFailed
+
+
+class Command(BaseCommand):
+    help = (
+        "Consume demands from Kafka into the database in batches; offsets are committed only after "
+        "the batch's transaction. SIGTERM/SIGINT finish the batch, commit and exit 0; repeated "
+        "database/broker failures exit 1 so a supervisor restarts the process."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--topics", default=",".join(settings.KAFKA_TOPICS), help="comma-separated topics")
+        parser.add_argument("--group", default=settings.KAFKA_CONSUMER_GROUP, help="consumer group id")
+        parser.add_argument("--batch-size", type=int, default=settings.CONSUMER_BATCH_SIZE, help="max records per batch")
+        parser.add_argument("--batch-time", type=float, default=settings.CONSUMER_BATCH_TIMEOUT, help="max seconds to fill a batch")
+        parser.add_argument("--max-failures", type=int, default=settings.CONSUMER_MAX_FAILURES, help="consecutive failures before exiting 1")
+        parser.add_argument("--no-broadcast", action="store_true", help="do not push new demands to browsers")
+
+    def handle(self, *args, **options):
+        topics = [topic.strip() for topic in options["topics"].split(",") if topic.strip()]
+        if not topics:
+            raise CommandError("--topics needs at least one topic")
+        if options["batch_size"] < 1 or options["batch_time"] <= 0:
+            raise CommandError("--batch-size must be ≥ 1 and --batch-time > 0")
+        loop = ConsumeLoop(
+            topics=topics,
+            group=options["group"],
+            batch_size=options["batch_size"],
+            batch_timeout=options["batch_time"],
+            max_failures=options["max_failures"],
+            broadcast=not options["no_broadcast"],
+        )
+
+        def request_stop(signum, _frame):
+            self.stderr.write(f"{signal.Signals(signum).name}: finishing the current batch, then exiting")
+            loop.stop()
+
+        signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGINT, request_stop)
+        try:
+            loop.run()
+        except ConsumerFailed as exc:
+            raise CommandError(str(exc)) from exc

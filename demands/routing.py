@@ -1,0 +1,7 @@
+from django.urls import path
+
+from .consumers import DemandStreamConsumer
+
+websocket_urlpatterns = [
+    path("ws/demands/", DemandStreamConsumer.as_asgi()),
+]

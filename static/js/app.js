@@ -1,0 +1,113 @@
+// Live list page glue for htmx's ws extension, plus relative times.
+//
+// The server sends frames of <tr id="demand-N"> rows (newest first). We take over the swap so we
+// can (1) drop rows the page already shows — a resume replay and a live batch may overlap —,
+// (2) insert new ones at the top in id order, (3) keep the table bounded. Each time the socket
+// opens (first connect and every reconnect) we ask for everything newer than our newest row, so a
+// dropped connection leaves no gap.
+(function () {
+  "use strict";
+
+  function rowsBody() { return document.getElementById("demand-rows"); }
+
+  function newestShownId() {
+    var newest = 0;
+    var body = rowsBody();
+    if (!body) return 0;
+    body.querySelectorAll("tr[data-id]").forEach(function (row) {
+      var id = parseInt(row.dataset.id, 10);
+      if (id > newest) newest = id;
+    });
+    return newest;
+  }
+
+  function setLive(state, text) {
+    var indicator = document.getElementById("live-indicator");
+    if (!indicator) return;
+    indicator.classList.remove("connected", "disconnected");
+    indicator.classList.add(state);
+    indicator.querySelector(".label").textContent = text;
+  }
+
+  function insertRows(html) {
+    var body = rowsBody();
+    if (!body) return;
+    var template = document.createElement("template");
+    template.innerHTML = html.trim();
+    var incoming = template.content.querySelectorAll("tr[data-id]");
+    var fresh = [];
+    incoming.forEach(function (row) {
+      if (!document.getElementById(row.id)) fresh.push(row);
+    });
+    if (!fresh.length) return;
+    fresh.sort(function (a, b) { return parseInt(b.dataset.id, 10) - parseInt(a.dataset.id, 10); });
+    // Place each row before the first shown row with a smaller id: newest first, whatever the
+    // order batches from several consumers arrive in.
+    fresh.forEach(function (row) {
+      var id = parseInt(row.dataset.id, 10);
+      var before = null;
+      var rows = body.querySelectorAll("tr[data-id]");
+      for (var i = 0; i < rows.length; i++) {
+        if (parseInt(rows[i].dataset.id, 10) < id) { before = rows[i]; break; }
+      }
+      body.insertBefore(row, before);
+      if (window.htmx) window.htmx.process(row);
+    });
+    var empty = document.getElementById("demand-empty");
+    if (empty) empty.remove();
+    var container = document.getElementById("demand-table");
+    var max = parseInt((container && container.dataset.liveMaxRows) || "200", 10);
+    var all = body.querySelectorAll("tr[data-id]");
+    for (var j = max; j < all.length; j++) all[j].remove();
+    refreshTimes(body);
+  }
+
+  document.addEventListener("htmx:wsOpen", function (event) {
+    setLive("connected", document.documentElement.lang.indexOf("zh") === 0 ? "实时" : "Live");
+    event.detail.socketWrapper.send(JSON.stringify({ resume_after: newestShownId() }));
+  });
+
+  document.addEventListener("htmx:wsClose", function (event) {
+    setLive("disconnected", document.documentElement.lang.indexOf("zh") === 0 ? "重新连接中…" : "Reconnecting…");
+    // The extension retries only abnormal closes (1006, 1011-1013). A server that shuts down
+    // cleanly (a daphne restart or deploy) closes with 1000/1001: retry those too, with jitter.
+    var code = event.detail.event && event.detail.event.code;
+    var elt = event.detail.elt || event.target;
+    if ((code === 1000 || code === 1001) && document.body.contains(elt)) {
+      setTimeout(function () { event.detail.socketWrapper.reconnect(); }, 500 + Math.random() * 2000);
+    }
+  });
+
+  document.addEventListener("htmx:wsBeforeMessage", function (event) {
+    event.preventDefault(); // we swap ourselves (see above)
+    insertRows(event.detail.message);
+  });
+
+  // Relative times ("2 min ago"); the exact time stays in the title attribute.
+  var relative = window.Intl && Intl.RelativeTimeFormat
+    ? new Intl.RelativeTimeFormat(document.documentElement.lang || "en", { numeric: "auto" })
+    : null;
+
+  function refreshTimes(root) {
+    if (!relative) return;
+    var now = Date.now();
+    (root || document).querySelectorAll("td.time time[datetime]").forEach(function (el) {
+      var seconds = Math.round((new Date(el.getAttribute("datetime")).getTime() - now) / 1000);
+      if (isNaN(seconds)) return;
+      var abs = Math.abs(seconds);
+      var text;
+      if (abs < 60) text = relative.format(seconds, "second");
+      else if (abs < 3600) text = relative.format(Math.round(seconds / 60), "minute");
+      else if (abs < 86400) text = relative.format(Math.round(seconds / 3600), "hour");
+      else text = relative.format(Math.round(seconds / 86400), "day");
+      el.textContent = text;
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { refreshTimes(); });
+  document.addEventListener("htmx:afterSettle", function () { refreshTimes(); });
+  setInterval(refreshTimes, 15000);
+
+  // Exposed for tests and the console.
+  window.umsg = { insertRows: insertRows, newestShownId: newestShownId };
+})();

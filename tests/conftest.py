@@ -1,0 +1,49 @@
+import json
+
+import pytest
+from django.core.cache import cache
+
+from demands.ingest import IncomingMessage
+
+REFERENCE = {
+    "id": "123456",
+    "type": "user_feedback",
+    "content": "页面加载太慢,请优化。",
+    "timestamp": "2025-04-05T10:30:00Z",
+    "source": "web_app",
+}
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()  # facets are cached between requests
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def reference_message() -> dict:
+    return dict(REFERENCE)
+
+
+def record(value, *, offset: int = 0, partition: int = 0, topic: str = "demand-topic", key: bytes | None = None) -> IncomingMessage:
+    """A Kafka record as the consume loop hands it to ingest; dicts are JSON-encoded like sources do."""
+    if isinstance(value, dict):
+        value = json.dumps(value, ensure_ascii=False).encode()
+    return IncomingMessage(topic=topic, partition=partition, offset=offset, value=value, key=key)
+
+
+@pytest.fixture
+def staff_user(django_user_model):
+    return django_user_model.objects.create_user(username="triager", password="pw-triager-123", is_staff=True)
+
+
+@pytest.fixture
+def plain_user(django_user_model):
+    return django_user_model.objects.create_user(username="customer", password="pw-customer-123", is_staff=False)
+
+
+@pytest.fixture
+def staff_client(client, staff_user):
+    client.force_login(staff_user)
+    return client

@@ -1,0 +1,206 @@
+"""The consume loop's contract with a fake consumer: commit only after the database, retry, stop."""
+
+import threading
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from django.db import DatabaseError
+
+from demands import ingest, kafka
+from demands.kafka import ConsumeLoop, ConsumerFailed
+from demands.models import Demand, RejectedMessage
+
+from .conftest import REFERENCE, record
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class FakeMessage:
+    def __init__(self, rec):
+        self.rec = rec
+
+    def error(self):
+        return None
+
+    def topic(self):
+        return self.rec.topic
+
+    def partition(self):
+        return self.rec.partition
+
+    def offset(self):
+        return self.rec.offset
+
+    def value(self):
+        return self.rec.value
+
+    def key(self):
+        return self.rec.key
+
+    def timestamp(self):
+        return (1, 1743849000000)
+
+
+class FakeConsumer:
+    """Hands out the given batches once, then stops the loop; records what was committed."""
+
+    def __init__(self, batches, loop_ref, events):
+        self.batches = list(batches)
+        self.loop_ref = loop_ref
+        self.events = events
+        self.commits = []
+        self.closed = False
+
+    def subscribe(self, topics):
+        self.events.append(("subscribe", tuple(topics)))
+
+    def consume(self, num_messages, timeout):
+        if not self.batches:
+            self.loop_ref[0].stop()
+            return []
+        return [FakeMessage(rec) for rec in self.batches.pop(0)]
+
+    def commit(self, offsets, asynchronous):
+        assert asynchronous is False
+        self.events.append(("commit", Demand.objects.count()))
+        self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
+
+    def close(self):
+        self.closed = True
+
+
+class FakeProducer:
+    def __init__(self, fail=False):
+        self.produced = []
+        self.fail = fail
+
+    def produce(self, topic, value, key=None, headers=None, on_delivery=None):
+        self.produced.append((topic, value, dict(headers or [])))
+
+    def flush(self, timeout=None):
+        return 1 if self.fail else 0
+
+
+def make_loop(batches, *, producer=None, **kwargs):
+    loop_ref, events = [None], []
+    holder = {}
+
+    def consumer_factory(config):
+        holder["config"] = config
+        holder["consumer"] = FakeConsumer(batches, loop_ref, events)
+        return holder["consumer"]
+
+    producer = producer or FakeProducer()
+    loop = ConsumeLoop(
+        topics=["demand-topic"], group="g", dlq_topic="demand-topic.dlq", broadcast=False, create_topics=False,
+        consumer_factory=consumer_factory, producer_factory=lambda: producer, **kwargs,
+    )
+    loop._sleep = lambda seconds: None  # no real back-off in unit tests
+    loop_ref[0] = loop
+    return loop, holder, producer, events
+
+
+def test_offsets_are_committed_after_the_batch_is_stored_and_point_past_it():
+    batch = [record(REFERENCE, offset=10, partition=0), record({**REFERENCE, "id": "2"}, offset=11, partition=0),
+             record({**REFERENCE, "id": "3"}, offset=4, partition=1)]
+    loop, holder, _, events = make_loop([batch])
+    loop.run()
+    assert holder["consumer"].commits == [{("demand-topic", 0): 12, ("demand-topic", 1): 5}]
+    assert ("commit", 3) in events  # three demands were in the database when the commit happened
+    assert holder["consumer"].closed
+
+
+def test_consumer_disables_auto_commit_and_auto_offset_store():
+    loop, holder, _, _ = make_loop([])
+    loop.run()
+    assert holder["config"]["enable.auto.commit"] is False
+    assert holder["config"]["enable.auto.offset.store"] is False
+
+
+def test_invalid_records_are_dead_lettered_with_reason_before_commit():
+    loop, holder, producer, _ = make_loop([[record(b"garbage", offset=3), record(REFERENCE, offset=4)]])
+    loop.run()
+    assert len(producer.produced) == 1
+    topic, value, headers = producer.produced[0]
+    assert topic == "demand-topic.dlq" and value == b"garbage"
+    assert b"not valid JSON" in headers["dlq.reason"]
+    assert RejectedMessage.objects.count() == 1
+    assert holder["consumer"].commits == [{("demand-topic", 0): 5}]
+
+
+def test_failed_dead_letter_delivery_commits_nothing(monkeypatch):
+    loop, holder, _, _ = make_loop([[record(b"garbage", offset=3)]], producer=FakeProducer(fail=True), max_failures=2)
+    with pytest.raises(ConsumerFailed):
+        loop.run()
+    assert holder["consumer"].commits == []
+    assert holder["consumer"].closed
+
+
+def test_database_errors_are_retried_without_committing_then_succeed(monkeypatch):
+    calls = {"n": 0}
+    real = ingest.persist_batch
+
+    def flaky(records):
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise DatabaseError("server closed the connection unexpectedly")
+        return real(records)
+
+    monkeypatch.setattr(kafka, "persist_batch", flaky)
+    loop, holder, _, events = make_loop([[record(REFERENCE, offset=0)]])
+    loop.run()
+    assert calls["n"] == 3
+    assert [event for event in events if event[0] == "commit"] == [("commit", 1)]
+
+
+def test_too_many_consecutive_failures_raise_so_the_process_exits_non_zero(monkeypatch):
+    def broken(records):
+        raise DatabaseError("down")
+
+    monkeypatch.setattr(kafka, "persist_batch", broken)
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]], max_failures=4)
+    with pytest.raises(ConsumerFailed, match="failed 4 times"):
+        loop.run()
+    assert holder["consumer"].commits == []
+    assert holder["consumer"].closed
+
+
+def test_stop_during_retries_exits_without_committing(monkeypatch):
+    loop_box = {}
+
+    def broken(records):
+        loop_box["loop"].stop()
+        raise DatabaseError("down")
+
+    monkeypatch.setattr(kafka, "persist_batch", broken)
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]])
+    loop_box["loop"] = loop
+    loop.run()
+    assert holder["consumer"].commits == []
+    assert holder["consumer"].closed
+
+
+def test_commit_refused_after_rebalance_is_not_fatal(monkeypatch):
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)], [record({**REFERENCE, "id": "9"}, offset=1)]])
+    original = FakeConsumer.commit
+    state = {"first": True}
+
+    def commit(self, offsets, asynchronous):
+        if state["first"]:
+            state["first"] = False
+            raise KafkaException(KafkaError(KafkaError.REBALANCE_IN_PROGRESS))
+        original(self, offsets, asynchronous)
+
+    monkeypatch.setattr(FakeConsumer, "commit", commit)
+    loop.run()
+    assert Demand.objects.count() == 2
+    assert holder["consumer"].commits == [{("demand-topic", 0): 2}]
+
+
+def test_stop_from_another_thread_ends_the_loop():
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]] * 1)
+    thread = threading.Thread(target=loop.run)
+    thread.start()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert holder["consumer"].closed

@@ -1,0 +1,113 @@
+"""The websocket stream: who may connect, what each page receives, and catch-up after a drop."""
+
+import json
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import AnonymousUser
+
+from demands import live
+from demands.consumers import DemandStreamConsumer
+from demands.ingest import persist_batch
+
+from .conftest import REFERENCE, record
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
+
+
+def communicator(user, query=""):
+    comm = WebsocketCommunicator(DemandStreamConsumer.as_asgi(), f"/ws/demands/?{query}")
+    comm.scope["user"] = user
+    return comm
+
+
+async def store(*messages):
+    result = await sync_to_async(persist_batch)([record(m, offset=i) for i, m in enumerate(messages)])
+    return result.created
+
+
+async def test_anonymous_and_non_staff_are_refused(django_user_model):
+    comm = communicator(AnonymousUser())
+    connected, code = await comm.connect()
+    assert not connected and code == 4403
+    user = await sync_to_async(django_user_model.objects.create_user)(username="u", password="x", is_staff=False)
+    connected, code = await communicator(user).connect()
+    assert not connected
+
+
+async def test_staff_receives_a_new_batch_as_rows_for_the_top_of_the_table(staff_user):
+    comm = communicator(staff_user)
+    connected, _ = await comm.connect()
+    assert connected
+    created = await store(REFERENCE, {**REFERENCE, "id": "2"})
+    await sync_to_async(live.broadcast_demands_created)(created)
+    frame = await comm.receive_from(timeout=2)
+    assert frame.startswith('<tbody id="demand-rows" hx-swap-oob="afterbegin">')
+    pks = sorted((d.pk for d in created), reverse=True)
+    assert frame.index(f'id="demand-{pks[0]}"') < frame.index(f'id="demand-{pks[1]}"')
+    assert 'class="is-new"' in frame
+    await comm.disconnect()
+
+
+async def test_each_page_receives_only_rows_matching_its_filters(staff_user):
+    errors_page = communicator(staff_user, "type=log_exception")
+    all_page = communicator(staff_user)
+    await errors_page.connect()
+    await all_page.connect()
+    created = await store(REFERENCE, {**REFERENCE, "id": "e1", "type": "log_exception"})
+    await sync_to_async(live.broadcast_demands_created)(created)
+    errors_frame = await errors_page.receive_from(timeout=2)
+    all_frame = await all_page.receive_from(timeout=2)
+    exception_pk = next(d.pk for d in created if d.type == "log_exception")
+    feedback_pk = next(d.pk for d in created if d.type == "user_feedback")
+    assert f"demand-{exception_pk}" in errors_frame and f"demand-{feedback_pk}" not in errors_frame
+    assert f"demand-{exception_pk}" in all_frame and f"demand-{feedback_pk}" in all_frame
+    assert await errors_page.receive_nothing(timeout=0.2)
+    await errors_page.disconnect()
+    await all_page.disconnect()
+
+
+async def test_search_filter_applies_to_live_rows(staff_user):
+    page = communicator(staff_user, "search=TIMEOUT")
+    await page.connect()
+    created = await store(REFERENCE, {**REFERENCE, "id": "t", "content": "Gateway timeout on /api/pay"})
+    await sync_to_async(live.broadcast_demands_created)(created)
+    frame = await page.receive_from(timeout=2)
+    assert "Gateway timeout" in frame and "页面加载太慢" not in frame
+    await page.disconnect()
+
+
+async def test_reconnecting_page_gets_everything_it_missed_and_nothing_it_has(staff_user):
+    first = await store(REFERENCE)
+    newest_shown = first[0].pk
+    missed = await store({**REFERENCE, "id": "m1"}, {**REFERENCE, "id": "m2"})
+    comm = communicator(staff_user)
+    await comm.connect()
+    await comm.send_to(text_data=json.dumps({"resume_after": newest_shown}))
+    frame = await comm.receive_from(timeout=2)
+    for demand in missed:
+        assert f'id="demand-{demand.pk}"' in frame
+    assert f'id="demand-{newest_shown}"' not in frame
+    await comm.disconnect()
+
+
+async def test_resume_with_nothing_missed_sends_nothing(staff_user):
+    created = await store(REFERENCE)
+    comm = communicator(staff_user)
+    await comm.connect()
+    await comm.send_to(text_data=json.dumps({"resume_after": created[0].pk}))
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.send_to(text_data="not json")
+    assert await comm.receive_nothing(timeout=0.2)
+    await comm.disconnect()
+
+
+async def test_live_rows_escape_content(staff_user):
+    comm = communicator(staff_user)
+    await comm.connect()
+    created = await store({**REFERENCE, "content": "<img src=x onerror=alert(1)>"})
+    await sync_to_async(live.broadcast_demands_created)(created)
+    frame = await comm.receive_from(timeout=2)
+    assert "<img src=x" not in frame and "&lt;img src=x" in frame
+    await comm.disconnect()
