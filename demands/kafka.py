@@ -28,7 +28,7 @@ from datetime import datetime, timezone as dt_timezone
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 from . import live
 from .ingest import BatchResult, IncomingMessage, persist_batch
@@ -298,7 +298,7 @@ class ConsumeLoop:
                 self._consumer.close()  # leave the group now, not after session.timeout.ms
             except RuntimeError:
                 pass
-        close_old_connections()
+        connections.close_all()  # this thread's connections; a thread's are not closed for it
         logger.info(
             "consumer closed: %(batches)d batches, %(created)d demands stored, %(duplicates)d duplicates, "
             "%(rejected)d rejected",

@@ -2,6 +2,7 @@ import json
 
 import pytest
 from django.core.cache import cache
+from django.db import connections
 
 from demands.ingest import IncomingMessage
 
@@ -12,6 +13,14 @@ REFERENCE = {
     "timestamp": "2025-04-05T10:30:00Z",
     "source": "web_app",
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_persistent_connections():
+    # Threads in tests (consume loops, sync_to_async pools) must not keep connections open past
+    # the test, or PostgreSQL refuses to drop the test database. Every thread's connection is
+    # built from this one settings dict, so this reaches them all.
+    connections.settings["default"]["CONN_MAX_AGE"] = 0
 
 
 @pytest.fixture(autouse=True)

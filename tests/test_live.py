@@ -4,6 +4,7 @@ import json
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
@@ -23,7 +24,7 @@ def communicator(user, query=""):
 
 
 async def store(*messages):
-    result = await sync_to_async(persist_batch)([record(m, offset=i) for i, m in enumerate(messages)])
+    result = await database_sync_to_async(persist_batch)([record(m, offset=i) for i, m in enumerate(messages)])
     return result.created
 
 
@@ -31,7 +32,7 @@ async def test_anonymous_and_non_staff_are_refused(django_user_model):
     comm = communicator(AnonymousUser())
     connected, code = await comm.connect()
     assert not connected and code == 4403
-    user = await sync_to_async(django_user_model.objects.create_user)(username="u", password="x", is_staff=False)
+    user = await database_sync_to_async(django_user_model.objects.create_user)(username="u", password="x", is_staff=False)
     connected, code = await communicator(user).connect()
     assert not connected
 

@@ -1,0 +1,52 @@
+# Unified Message Platform — the two commands a new user needs are `make run` and `make test`.
+# Everything they need is installed by these targets (Python packages into .venv/, Kafka jars
+# from Maven Central into ~/.cache, PostgreSQL and Redis from Debian's packages when root).
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-sqlite test-postgres services services-kafka stop venv clean bench
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+## Start the local broker, PostgreSQL and Redis in the background (idempotent).
+services: venv
+	services/up.sh
+
+services-kafka: venv
+	services/up.sh kafka
+
+## Stop what `make services` started.
+stop:
+	services/down.sh
+
+## The dashboard with live demo data on http://127.0.0.1:8000/ (SQLite, local Kafka, one process).
+run: services-kafka
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py demo_user
+	$(PY) manage.py run_dashboard $(RUN_ARGS)
+
+## The whole suite: on PostgreSQL (production's database) and on SQLite (the embedded default),
+## both against the real Kafka broker.
+test: services-kafka
+	services/up.sh postgres
+	$(MAKE) --no-print-directory test-postgres test-sqlite
+
+test-postgres: venv
+	@echo "== test suite on PostgreSQL =="
+	DATABASE_URL=$$(services/postgres.sh url) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-sqlite: venv
+	@echo "== test suite on SQLite =="
+	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache
