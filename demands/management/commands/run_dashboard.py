@@ -8,6 +8,7 @@ daphne's server takes the main thread (and its signal handlers). Production runs
 
 import logging
 import random
+import signal
 import threading
 
 from django.conf import settings
@@ -54,6 +55,9 @@ class Command(BaseCommand):
             signal_handlers=True,
             verbosity=0,
         )
+        # A shell starts background jobs with SIGINT ignored, and Twisted then leaves it ignored:
+        # restore the default so Ctrl-C / kill -INT stop the server wherever it was started.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             server.run()
         finally:
