@@ -1,5 +1,6 @@
-"""Demands as stored: one row per (source, id), with where it came from in Kafka."""
+"""Demands as stored: one row per (source, id), with where it came from in Kafka, and its triage."""
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -21,6 +22,52 @@ class Priority(models.TextChoices):
     LOW = "low", _("Low")
 
 
+# Allowed status changes. Reopen (back to triaged) is allowed from every closed state.
+TRANSITIONS: dict[str, set[str]] = {
+    Status.NEW: {Status.TRIAGED, Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.DUPLICATE},
+    Status.TRIAGED: {Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.DUPLICATE},
+    Status.IN_PROGRESS: {Status.TRIAGED, Status.RESOLVED, Status.REJECTED, Status.DUPLICATE},
+    Status.RESOLVED: {Status.TRIAGED},
+    Status.REJECTED: {Status.TRIAGED},
+    Status.DUPLICATE: {Status.TRIAGED},
+}
+CLOSED_STATUSES = {Status.RESOLVED, Status.REJECTED, Status.DUPLICATE}
+PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
+
+
+class Team(models.Model):
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="demand_teams", blank=True, verbose_name=_("members"))
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = _("team")
+        verbose_name_plural = _("teams")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DemandGroup(models.Model):
+    """Demands with one fingerprint (type + source + normalised content), shown once, Sentry-style."""
+
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
+    type = models.CharField(_("type"), max_length=64)
+    source = models.CharField(_("source"), max_length=64)
+    title = models.CharField(_("title"), max_length=200)
+    count = models.PositiveIntegerField(_("count"), default=0)
+    first_seen = models.DateTimeField(_("first seen"))
+    last_seen = models.DateTimeField(_("last seen"), db_index=True)
+
+    class Meta:
+        ordering = ["-last_seen"]
+        verbose_name = _("demand group")
+        verbose_name_plural = _("demand groups")
+
+    def __str__(self) -> str:
+        return f"{self.type}/{self.source}: {self.title}"
+
+
 class Demand(models.Model):
     # Identity as the sources define it: a second delivery of (source, message_id) changes nothing.
     source = models.CharField(_("source"), max_length=64)
@@ -38,9 +85,28 @@ class Demand(models.Model):
     kafka_offset = models.BigIntegerField(_("Kafka offset"), null=True, blank=True)
     kafka_timestamp = models.DateTimeField(_("Kafka timestamp"), null=True, blank=True)
     received_at = models.DateTimeField(_("stored at"), default=timezone.now)
+    # Triage.
+    category = models.CharField(_("category"), max_length=64, blank=True)
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_demands",
+        verbose_name=_("assignee"),
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="demands", verbose_name=_("team"))
+    group = models.ForeignKey(DemandGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="demands", verbose_name=_("group"))
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates", verbose_name=_("duplicate of")
+    )
+    # Optimistic concurrency: a change names the version it saw; a stale one is refused.
+    version = models.PositiveIntegerField(_("version"), default=0)
+    updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
+    first_action_at = models.DateTimeField(_("first action at"), null=True, blank=True)
+    resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
+        verbose_name = _("demand")
+        verbose_name_plural = _("demands")
+        permissions = [("triage_demand", "Can triage demands (status, priority, assignment, comments)")]
         constraints = [
             models.UniqueConstraint(fields=["source", "message_id"], name="demand_unique_source_message_id"),
         ]
@@ -49,10 +115,116 @@ class Demand(models.Model):
             models.Index(fields=["status", "-id"], name="demand_status_id"),
             models.Index(fields=["type", "-id"], name="demand_type_id"),
             models.Index(fields=["source", "-id"], name="demand_source_id"),
+            models.Index(fields=["priority", "-id"], name="demand_priority_id"),
+            models.Index(fields=["assignee", "-id"], name="demand_assignee_id"),
+            models.Index(fields=["team", "-id"], name="demand_team_id"),
+            models.Index(fields=["group", "-id"], name="demand_group_id"),
         ]
 
     def __str__(self) -> str:
         return f"{self.source}/{self.message_id}"
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status in CLOSED_STATUSES
+
+
+class DemandEvent(models.Model):
+    """One entry of a demand's history: who changed what, when, old → new. Comments are events too."""
+
+    class Kind(models.TextChoices):
+        RULE = "rule", _("Rule applied")
+        STATUS = "status", _("Status changed")
+        PRIORITY = "priority", _("Priority changed")
+        ASSIGNMENT = "assignment", _("Assignment changed")
+        TEAM = "team", _("Team changed")
+        TAGS = "tags", _("Tags changed")
+        CATEGORY = "category", _("Category changed")
+        DUPLICATE = "duplicate", _("Marked as duplicate")
+        COMMENT = "comment", _("Comment")
+
+    demand = models.ForeignKey(Demand, on_delete=models.CASCADE, related_name="events", verbose_name=_("demand"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("actor")
+    )
+    rule = models.ForeignKey("Rule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("rule"))
+    old_value = models.CharField(_("old value"), max_length=200, blank=True)
+    new_value = models.CharField(_("new value"), max_length=200, blank=True)
+    body = models.TextField(_("comment"), blank=True)
+    created_at = models.DateTimeField(_("at"), default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+        verbose_name = _("history entry")
+        verbose_name_plural = _("history")
+        indexes = [models.Index(fields=["demand", "id"], name="event_demand_id")]
+
+    def __str__(self) -> str:
+        return f"{self.demand_id} {self.kind}: {self.old_value} → {self.new_value}"
+
+
+class Rule(models.Model):
+    """Ordered classification/routing rule applied at ingest: match on type/source/content, then act."""
+
+    name = models.CharField(_("name"), max_length=100)
+    order = models.PositiveIntegerField(_("order"), default=100, help_text=_("Lower runs first."))
+    enabled = models.BooleanField(_("enabled"), default=True)
+    match_types = models.CharField(_("types"), max_length=500, blank=True, help_text=_("Comma-separated; empty matches any."))
+    match_sources = models.CharField(_("sources"), max_length=500, blank=True, help_text=_("Comma-separated; empty matches any."))
+    match_keywords = models.CharField(
+        _("content keywords"), max_length=500, blank=True, help_text=_("Comma-separated; any one matches (case-insensitive).")
+    )
+    match_regex = models.CharField(_("content regular expression"), max_length=500, blank=True)
+    set_priority = models.CharField(_("set priority"), max_length=16, choices=Priority.choices, blank=True)
+    add_tags = models.CharField(_("add tags"), max_length=500, blank=True, help_text=_("Comma-separated."))
+    set_category = models.CharField(_("set category"), max_length=64, blank=True)
+    assign_to = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to")
+    )
+    assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
+    stop_processing = models.BooleanField(_("stop after this rule"), default=False)
+
+    class Meta:
+        ordering = ["order", "id"]
+        verbose_name = _("rule")
+        verbose_name_plural = _("rules")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SavedView(models.Model):
+    """A named set of list filters, per user."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    name = models.CharField(_("name"), max_length=100)
+    query = models.CharField(_("filters"), max_length=1000)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedview_unique_user_name")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Notification(models.Model):
+    """Something a user should see: a demand assigned to them or their team, a comment on theirs."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demand_notifications")
+    demand = models.ForeignKey(Demand, on_delete=models.CASCADE, related_name="+")
+    text = models.CharField(max_length=300)
+    created_at = models.DateTimeField(default=timezone.now)
+    read_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["user", "read_at", "-id"], name="notification_user_unread")]
+
+    def __str__(self) -> str:
+        return self.text
 
 
 class RejectedMessage(models.Model):
