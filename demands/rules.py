@@ -12,11 +12,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
-
 from .models import Demand, Rule
 
-RULES_VERSION_KEY = "demands:rules-version"
 RELOAD_EVERY = 5.0  # seconds between version checks in a long-running process
 
 
@@ -118,17 +115,25 @@ def apply_rules(demand: Demand, rules: list[CompiledRule]) -> list[RuleChange]:
     return changes
 
 
-def bump_rules_version() -> None:
-    cache.set(RULES_VERSION_KEY, time.time_ns(), None)
-
-
 class RuleBook:
-    """The enabled rules, compiled, reloaded when a rule was saved (checked every few seconds)."""
+    """The enabled rules, compiled; reloaded when a rule changed. In this process a saved rule
+    invalidates at once (signal); other processes notice within RELOAD_EVERY seconds."""
+
+    instances: "list[RuleBook]" = []
 
     def __init__(self):
         self._rules: list[CompiledRule] | None = None
         self._signature = None
         self._checked = 0.0
+        RuleBook.instances.append(self)
+
+    def invalidate(self) -> None:
+        self._rules = None
+
+    @classmethod
+    def invalidate_all(cls, **_signal_kwargs) -> None:
+        for book in cls.instances:
+            book.invalidate()
 
     def _current_signature(self):
         # Not only the cache: consumers in other processes share no local cache, so the rows

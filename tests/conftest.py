@@ -5,6 +5,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from demands.ingest import IncomingMessage
+from demands.rules import RuleBook
 
 REFERENCE = {
     "id": "123456",
@@ -26,8 +27,10 @@ def _no_persistent_connections():
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()  # facets are cached between requests
+    RuleBook.invalidate_all()  # compiled rules must not outlive the test that created them
     yield
     cache.clear()
+    RuleBook.invalidate_all()
 
 
 @pytest.fixture
