@@ -148,6 +148,54 @@
   document.addEventListener("htmx:afterSettle", function () { refreshTimes(); });
   setInterval(refreshTimes, 15000);
 
+  // Keyboard: j/k move through rows, Enter or o opens, x selects; on a demand page s/p/a focus
+  // the status/priority/assignee menus and c the comment box; / focuses search; ? shows help.
+  function rowsList() { var b = rowsBody(); return b ? Array.prototype.slice.call(b.querySelectorAll("tr[data-id]")) : []; }
+  function cursorRow() { return document.querySelector("#demand-rows tr.is-cursor"); }
+  function moveCursor(step) {
+    var rows = rowsList();
+    if (!rows.length) return;
+    var current = cursorRow();
+    var index = current ? rows.indexOf(current) + step : 0;
+    index = Math.max(0, Math.min(rows.length - 1, index));
+    if (current) current.classList.remove("is-cursor");
+    rows[index].classList.add("is-cursor");
+    rows[index].scrollIntoView({ block: "nearest" });
+  }
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
+    var key = event.key;
+    if (key === "j") { moveCursor(1); event.preventDefault(); return; }
+    if (key === "k") { moveCursor(-1); event.preventDefault(); return; }
+    if ((key === "Enter" || key === "o") && cursorRow()) { window.location = cursorRow().dataset.href; return; }
+    if (key === "x" && cursorRow()) {
+      var box = cursorRow().querySelector("input[type=checkbox]");
+      if (box) { box.checked = !box.checked; box.dispatchEvent(new Event("change", { bubbles: true })); }
+      return;
+    }
+    if (key === "?") { var help = document.getElementById("shortcuts-help"); if (help) help.hidden = !help.hidden; return; }
+    var field = document.querySelector('[data-shortcut="' + key + '"]');
+    if (field) { field.focus(); event.preventDefault(); }
+  });
+
+  // Select all shown rows; highlight selected ones.
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.matches && target.matches("input[data-select-all]")) {
+      rowsList().forEach(function (row) {
+        var box = row.querySelector("input[type=checkbox]");
+        if (box) { box.checked = target.checked; row.classList.toggle("is-selected", target.checked); }
+      });
+    } else if (target.matches && target.matches('#demand-rows input[type=checkbox]')) {
+      target.closest("tr").classList.toggle("is-selected", target.checked);
+    }
+  });
+
   // Exposed for tests and the console.
   window.umsg = { insertRows: insertRows, applyFrame: applyFrame, newestShownId: newestShownId };
 })();
