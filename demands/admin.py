@@ -4,7 +4,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import rules as rules_module
@@ -62,7 +62,7 @@ def _bulk(request, queryset, **change):
         messages.error(request, str(exc))
         return
     if result.changed:
-        messages.success(request, _t("Changed %(n)d demand(s).") % {"n": len(result.changed)})
+        messages.success(request, gettext("Changed %(n)d demand(s).") % {"n": len(result.changed)})
     for pk, reason in list(result.failed.items())[:10]:
         messages.error(request, f"#{pk}: {reason}")
 
@@ -141,7 +141,7 @@ class RuleAdmin(admin.ModelAdmin):
             context["rule_preview"] = preview
             messages.info(
                 request,
-                _t("Would match %(matched)d of the latest %(sample)d demands.") % {"matched": preview["matched"], "sample": preview["sample"]},
+                gettext("Would match %(matched)d of the latest %(sample)d demands.") % {"matched": preview["matched"], "sample": preview["sample"]},
             )
         # Re-render the form with what was typed: nothing is saved.
         request.method = "GET"

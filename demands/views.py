@@ -20,7 +20,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
-from django.utils.translation import gettext as _t
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -161,7 +161,7 @@ def _triage_action(request: HttpRequest, pk: int, action) -> HttpResponse:
     try:
         action(demand)
     except PermissionDenied as exc:
-        messages.error(request, str(exc) or _t("You cannot change demands."))
+        messages.error(request, str(exc) or gettext("You cannot change demands."))
     except services.TriageError as exc:
         messages.error(request, str(exc))
     return redirect("demands:detail", pk=pk)
@@ -197,7 +197,7 @@ def demand_assign(request: HttpRequest, pk: int) -> HttpResponse:
     assignee_value = request.POST.get("assignee", "")
     assignee = request.user if assignee_value == "me" else _user_or_none(assignee_value)
     if assignee_value not in ("", "me") and assignee is None:
-        messages.error(request, _t("No such staff member."))
+        messages.error(request, gettext("No such staff member."))
         return redirect("demands:detail", pk=pk)
     return _triage_action(request, pk, lambda demand: services.demand_assign(
         demand=demand, assignee=assignee, team=_team_or_none(request.POST.get("team", "")), actor=request.user,
@@ -217,7 +217,7 @@ def demand_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
     value = request.POST.get("original", "").strip().lstrip("#")
     original = Demand.objects.filter(pk=value).first() if value.isdigit() else None
     if original is None:
-        messages.error(request, _t("Name the demand this one duplicates by its number, e.g. 1234."))
+        messages.error(request, gettext("Name the demand this one duplicates by its number, e.g. 1234."))
         return redirect("demands:detail", pk=pk)
     return _triage_action(request, pk, lambda demand: services.demand_mark_duplicate(
         demand=demand, original=original, actor=request.user, expected_version=_version(request)))
@@ -233,7 +233,7 @@ def _back_to_list(request: HttpRequest) -> HttpResponse:
 def demand_bulk(request: HttpRequest) -> HttpResponse:
     ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
     if not ids:
-        messages.warning(request, _t("Select at least one demand first."))
+        messages.warning(request, gettext("Select at least one demand first."))
         return _back_to_list(request)
     status = request.POST.get("status", "")
     priority = request.POST.get("priority", "")
@@ -245,10 +245,10 @@ def demand_bulk(request: HttpRequest) -> HttpResponse:
     elif assignee_value not in ("", "none"):
         assignee = _user_or_none(assignee_value)
         if assignee is None:
-            messages.error(request, _t("No such staff member."))
+            messages.error(request, gettext("No such staff member."))
             return _back_to_list(request)
     if not (status or priority or assign):
-        messages.warning(request, _t("Choose a status, a priority or an assignee to apply."))
+        messages.warning(request, gettext("Choose a status, a priority or an assignee to apply."))
         return _back_to_list(request)
     try:
         result = services.demand_bulk_update(
@@ -258,7 +258,7 @@ def demand_bulk(request: HttpRequest) -> HttpResponse:
         messages.error(request, str(exc))
         return _back_to_list(request)
     if result.changed:
-        messages.success(request, _t("Changed %(n)d demand(s).") % {"n": len(result.changed)})
+        messages.success(request, gettext("Changed %(n)d demand(s).") % {"n": len(result.changed)})
     for pk, reason in list(result.failed.items())[:10]:
         messages.error(request, f"#{pk}: {reason}")
     return _back_to_list(request)
@@ -308,12 +308,12 @@ def saved_view_create(request: HttpRequest) -> HttpResponse:
     query = request.POST.get("return_query", "")
     filters = selectors.DemandFilters.from_params(QueryDict(query), user=request.user)
     if not name:
-        messages.error(request, _t("Give the view a name."))
+        messages.error(request, gettext("Give the view a name."))
     elif not filters.params():
-        messages.error(request, _t("Choose some filters first: a view without filters is just the list."))
+        messages.error(request, gettext("Choose some filters first: a view without filters is just the list."))
     else:
         SavedView.objects.update_or_create(user=request.user, name=name, defaults={"query": urlencode(filters.params())})
-        messages.success(request, _t("Saved the view “%(name)s”.") % {"name": name})
+        messages.success(request, gettext("Saved the view “%(name)s”.") % {"name": name})
     return _back_to_list(request)
 
 
@@ -370,14 +370,14 @@ def preferences(request: HttpRequest) -> HttpResponse:
         language = request.POST.get("language", preference.language)
         time_zone = request.POST.get("time_zone", preference.time_zone)
         if language and language not in dict(settings.LANGUAGES):
-            messages.error(request, _t("Unknown language."))
+            messages.error(request, gettext("Unknown language."))
         elif time_zone and time_zone not in zoneinfo.available_timezones():
-            messages.error(request, _t("Unknown time zone."))
+            messages.error(request, gettext("Unknown time zone."))
         else:
             preference.language, preference.time_zone = language, time_zone
             preference.save()
             translation.activate(language or settings.LANGUAGE_CODE)
-            messages.success(request, _t("Preferences saved."))
+            messages.success(request, gettext("Preferences saved."))
         target = request.POST.get("next", "")
         if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
             return redirect(target)
