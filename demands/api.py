@@ -10,6 +10,7 @@ import json
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -132,23 +133,8 @@ def demand_detail(request: HttpRequest, pk: int) -> JsonResponse:
     if version is not None and _int(version) is None:
         return _error("version must be an integer", 400)
     try:
-        if "assignee" in body or "team" in body:
-            assignee, team = demand.assignee, demand.team
-            if "assignee" in body:
-                assignee = _find_user(body["assignee"])
-                if body["assignee"] is not None and assignee is None:
-                    return _error(f"no active staff member {body['assignee']!r}", 400)
-            if "team" in body:
-                team = _find_team(body["team"])
-                if body["team"] is not None and team is None:
-                    return _error(f"no team {body['team']!r}", 400)
-            demand = services.demand_assign(demand=demand, assignee=assignee, team=team, actor=request.user, expected_version=_int(version))
-            version = demand.version if version is not None else None
-        if "priority" in body:
-            demand = services.demand_set_priority(demand=demand, priority=str(body["priority"]), actor=request.user, expected_version=_int(version))
-            version = demand.version if version is not None else None
-        if "status" in body:
-            demand = services.demand_change_status(demand=demand, status=str(body["status"]), actor=request.user, expected_version=_int(version))
+        with transaction.atomic():  # several fields: all or nothing (the services nest as savepoints)
+            _patch(request, demand, body, version)
     except PermissionDenied as exc:
         return _error(str(exc) or "you cannot change demands", 403)
     except services.ConflictError as exc:
@@ -156,6 +142,35 @@ def demand_detail(request: HttpRequest, pk: int) -> JsonResponse:
     except services.TriageError as exc:
         return _error(str(exc), 400)
     return _json(demand_json(selectors.demand_get(pk=pk)))
+
+
+class _BadRequest(services.TriageError):
+    pass
+
+
+def _patch(request, demand, body, version) -> None:
+    """Apply the PATCH's fields through the services; each passes the version the previous set."""
+    if "assignee" in body or "team" in body:
+        assignee, team = demand.assignee, demand.team
+        if "assignee" in body:
+            assignee = _find_user(body["assignee"])
+            if body["assignee"] is not None and assignee is None:
+                raise _BadRequest(f"no active staff member {body['assignee']!r}")
+        if "team" in body:
+            team = _find_team(body["team"])
+            if body["team"] is not None and team is None:
+                raise _BadRequest(f"no team {body['team']!r}")
+        demand = services.demand_assign(
+            demand=demand, assignee=assignee, team=team, actor=request.user, expected_version=_int(version)
+        )
+        version = demand.version if version is not None else None
+    if "priority" in body:
+        demand = services.demand_set_priority(
+            demand=demand, priority=str(body["priority"]), actor=request.user, expected_version=_int(version)
+        )
+        version = demand.version if version is not None else None
+    if "status" in body:
+        services.demand_change_status(demand=demand, status=str(body["status"]), actor=request.user, expected_version=_int(version))
 
 
 def _find_user(value):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import zoneinfo
+from datetime import timezone as dt_timezone
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -38,13 +40,25 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
             self.demand_pk = 0  # no demand stream: the list handlers below ignore this socket
         elif self.demand_pk is None:
             params = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
-            self.filters = await database_sync_to_async(selectors.DemandFilters.from_params)(params, user=user)
+            self.filters = await database_sync_to_async(self._filters)(params, user)
             self.groups_joined.append(live.DEMANDS_GROUP)
         else:
             self.groups_joined.append(live.demand_group(self.demand_pk))
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+
+    @staticmethod
+    def _filters(params: dict, user) -> selectors.DemandFilters:
+        """The page's filters, with dates in the user's time zone (no middleware on sockets)."""
+        from .models import UserPreference
+
+        zone = UserPreference.objects.filter(user=user).values_list("time_zone", flat=True).first()
+        try:
+            tz = zoneinfo.ZoneInfo(zone) if zone else None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = None
+        return selectors.DemandFilters.from_params(params, user=user, tz=tz or dt_timezone.utc)
 
     async def disconnect(self, code):
         for group in getattr(self, "groups_joined", ()):

@@ -75,7 +75,7 @@ def broadcast_demands_created(demands) -> None:
 
 def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> None:
     """After a triage change committed: update list rows, detail pages and notify people."""
-    from .models import Demand, DemandEvent, Notification  # live is imported by models' users
+    from .models import Demand, DemandEvent  # live is imported by models' users
 
     demand = Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
     _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CHANGED, "rows": [row_payload(demand, is_new=False)]})
@@ -86,7 +86,14 @@ def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> N
         + "</ol>"
     )
     _send(demand_group(pk), {"type": EVENT_DEMAND_DETAIL, "html": detail_html, "version": demand.version})
-    for notification in Notification.objects.filter(pk__in=list(notification_ids)).select_related("user"):
+    broadcast_notifications(notification_ids)
+
+
+def broadcast_notifications(notification_ids) -> None:
+    """Show new notifications on every open page of their users, with the unread count."""
+    from .models import Notification
+
+    for notification in Notification.objects.filter(pk__in=list(notification_ids)):
         unread = Notification.objects.filter(user_id=notification.user_id, read_at__isnull=True).count()
         html = render_to_string("demands/_notification.html", {"notification": notification, "unread": unread})
         _send(user_group(notification.user_id), {"type": EVENT_USER_NOTIFY, "html": html})

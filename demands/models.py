@@ -181,7 +181,8 @@ class Rule(models.Model):
     add_tags = models.CharField(_("add tags"), max_length=500, blank=True, help_text=_("Comma-separated."))
     set_category = models.CharField(_("set category"), max_length=64, blank=True)
     assign_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to"),
+        limit_choices_to={"is_staff": True, "is_active": True},
     )
     assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
     stop_processing = models.BooleanField(_("stop after this rule"), default=False)

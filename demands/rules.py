@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import weakref
 from dataclasses import dataclass
 
 from .models import Demand, Rule
@@ -48,7 +49,8 @@ class CompiledRule:
             set_priority=rule.set_priority,
             add_tags=tuple(_csv(rule.add_tags)),
             set_category=rule.set_category,
-            assign_to_id=rule.assign_to_id,
+            # A rule never assigns to someone who cannot work on demands (left, or not staff).
+            assign_to_id=rule.assign_to_id if rule.assign_to_id and rule.assign_to.is_active and rule.assign_to.is_staff else None,
             assign_team_id=rule.assign_team_id,
             stop_processing=rule.stop_processing,
         )
@@ -119,13 +121,13 @@ class RuleBook:
     """The enabled rules, compiled; reloaded when a rule changed. In this process a saved rule
     invalidates at once (signal); other processes notice within RELOAD_EVERY seconds."""
 
-    instances: "list[RuleBook]" = []
+    instances: "weakref.WeakSet[RuleBook]" = weakref.WeakSet()
 
     def __init__(self):
         self._rules: list[CompiledRule] | None = None
         self._signature = None
         self._checked = 0.0
-        RuleBook.instances.append(self)
+        RuleBook.instances.add(self)
 
     def invalidate(self) -> None:
         self._rules = None
@@ -148,7 +150,10 @@ class RuleBook:
             self._checked = now
             signature = self._current_signature()
             if self._rules is None or signature != self._signature:
-                self._rules = [CompiledRule.from_rule(rule) for rule in Rule.objects.filter(enabled=True).order_by("order", "id")]
+                self._rules = [
+                    CompiledRule.from_rule(rule)
+                    for rule in Rule.objects.filter(enabled=True).select_related("assign_to").order_by("order", "id")
+                ]
                 self._signature = signature
         return self._rules
 
@@ -156,7 +161,8 @@ class RuleBook:
 # -- grouping ------------------------------------------------------------------------------------
 
 _NUMBERS = re.compile(r"\d+")
-_HEX = re.compile(r"\b(?:0x)?[0-9a-f]{8,}\b")
+# Hex ids and UUIDs, also when glued to Chinese text (where \b never matches).
+_HEX = re.compile(r"(?<![0-9a-z])(?:0x)?(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{8,})(?![0-9a-z])")
 _SPACE = re.compile(r"\s+")
 
 

@@ -13,7 +13,8 @@ from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django.core.cache import cache
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import BooleanField, Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, RejectedMessage, SavedView, Status, Team
@@ -48,9 +49,11 @@ class DemandFilters:
     # Resolved for the requesting user ("me" → their id, "mine" → their teams).
     assignee_id: int | None = field(default=None, compare=False, repr=False)
     team_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    # Dates mean days in the user's time zone, on pages and on live sockets alike.
+    tz: object = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_params(cls, params, *, user=None) -> "DemandFilters":
+    def from_params(cls, params, *, user=None, tz=None) -> "DemandFilters":
         """Build from a QueryDict or dict. Unknown values are dropped (see `errors` for the API)."""
 
         def get(name: str) -> str:
@@ -85,7 +88,7 @@ class DemandFilters:
             team_ids = (int(values["team"]),)
         elif values["team"] != "none":
             values["team"] = ""
-        return cls(**values, assignee_id=assignee_id, team_ids=team_ids)
+        return cls(**values, assignee_id=assignee_id, team_ids=team_ids, tz=tz or timezone.get_current_timezone())
 
     @staticmethod
     def errors(params) -> list[str]:
@@ -104,7 +107,7 @@ class DemandFilters:
 
     # -- SQL ----------------------------------------------------------------------------------
     def _day_start(self, value: str) -> datetime:
-        return timezone.make_aware(datetime.combine(_parse_date(value), time.min))
+        return timezone.make_aware(datetime.combine(_parse_date(value), time.min), self.tz or timezone.get_current_timezone())
 
     def apply(self, queryset: QuerySet) -> QuerySet:
         if self.status:
@@ -124,7 +127,16 @@ class DemandFilters:
         elif self.team_ids is not None:
             queryset = queryset.filter(team_id__in=self.team_ids)
         if self.tag:
-            queryset = queryset.filter(tags__contains=[self.tag]) if _json_contains_supported() else queryset.filter(tags__icontains=f'"{self.tag}"')
+            if _json_contains_supported():
+                queryset = queryset.filter(tags__contains=[self.tag])
+            else:  # SQLite: exact element match, as on PostgreSQL and on live pages
+                queryset = queryset.alias(
+                    has_tag=RawSQL(
+                        f"EXISTS (SELECT 1 FROM json_each({Demand._meta.db_table}.tags) WHERE json_each.value = %s)",
+                        (self.tag,),
+                        output_field=BooleanField(),
+                    )
+                ).filter(has_tag=True)
         if self.group:
             queryset = queryset.filter(group_id=int(self.group))
         if self.date_from:

@@ -218,7 +218,7 @@ def demand_mark_duplicate(*, demand: Demand, original: Demand, actor, expected_v
     _check_actor(actor)
     if original.pk == demand.pk:
         raise TriageError(_("A demand cannot duplicate itself."))
-    if original.duplicate_of_id == demand.pk:
+    if _duplicates_chain_reaches(original, demand.pk):
         raise TriageError(_("Demand #%(pk)s is already a duplicate of this one.") % {"pk": original.pk})
     demand = _locked(demand, expected_version)
     if demand.is_closed and demand.status != Status.DUPLICATE:
@@ -236,6 +236,20 @@ def demand_mark_duplicate(*, demand: Demand, original: Demand, actor, expected_v
     return demand
 
 
+def _duplicates_chain_reaches(original: Demand, pk: int, limit: int = 100) -> bool:
+    """Whether following original → its original → … reaches `pk` (which would make a cycle)."""
+    seen, current = set(), original.duplicate_of_id
+    while current is not None and current not in seen and len(seen) < limit:
+        if current == pk:
+            return True
+        seen.add(current)
+        current = Demand.objects.filter(pk=current).values_list("duplicate_of_id", flat=True).first()
+    return False
+
+
+UNCHANGED = object()  # bulk assignment: leave this field as each demand has it
+
+
 @dataclass
 class BulkResult:
     changed: list[int] = field(default_factory=list)
@@ -250,20 +264,25 @@ def demand_bulk_update(
     priority: str | None = None,
     assign: bool = False,
     assignee=None,
-    team: Team | None = None,
+    team=UNCHANGED,
 ) -> BulkResult:
     """Apply one change to many demands, each in its own transaction through the single services
     above; a demand that cannot take the change (invalid transition…) is reported, not fatal."""
     _check_actor(actor)
     result = BulkResult()
-    for demand in Demand.objects.filter(pk__in=demand_ids).order_by("pk"):
+    found = Demand.objects.filter(pk__in=demand_ids).order_by("pk")
+    for pk in sorted(set(demand_ids) - set(found.values_list("pk", flat=True))):
+        result.failed[pk] = _("No such demand.")
+    for demand in found:
         try:
             if status:
                 demand = demand_change_status(demand=demand, status=status, actor=actor)
             if priority:
                 demand = demand_set_priority(demand=demand, priority=priority, actor=actor)
             if assign:
-                demand = demand_assign(demand=demand, assignee=assignee, team=team, actor=actor)
+                demand = demand_assign(
+                    demand=demand, assignee=assignee, team=demand.team if team is UNCHANGED else team, actor=actor
+                )
             result.changed.append(demand.pk)
         except TriageError as exc:
             result.failed[demand.pk] = str(exc)
