@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from . import schema
 from .models import Demand, Priority, RejectedMessage
+from .monitoring.flow import record_batch_flow
 
 
 @dataclass(slots=True)
@@ -98,6 +99,7 @@ def persist_batch(records: list[IncomingMessage]) -> BatchResult:
                 ],
                 ignore_conflicts=True,
             )
+        record_batch_flow(result, now)  # monitoring: per-minute flow buckets, counted with the batch
     return result
 
 

@@ -1,7 +1,9 @@
 from django.urls import path
 
 from .consumers import DemandStreamConsumer
+from .monitoring.consumers import MonitoringConsumer
 
 websocket_urlpatterns = [
     path("ws/demands/", DemandStreamConsumer.as_asgi()),
+    path("ws/monitoring/", MonitoringConsumer.as_asgi()),
 ]

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -10,4 +10,5 @@ urlpatterns = [
     path("rejected/", views.rejected_list, name="rejected"),
     path("api/demands/", views.api_demand_list, name="api-list"),
     path("api/demands/<int:pk>/", views.api_demand_detail, name="api-detail"),
+    path("", include("demands.monitoring.urls")),  # monitoring: /monitoring/…, /metrics, /healthz, /readyz
 ]
