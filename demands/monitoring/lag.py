@@ -102,7 +102,7 @@ def record_lag(*, now: datetime, group: str, partitions: list[PartitionLag]) -> 
 class Drain:
     """How the backlog of a group moves. seconds is None unless the state is draining or drained."""
 
-    state: str  # drained | draining | growing | stalled | unknown
+    state: str  # drained | draining | keeping_up | growing | stalled | unknown
     seconds: float | None
     consume_rate: float | None  # messages/s committed
     produce_rate: float | None  # messages/s appended
@@ -112,11 +112,17 @@ class Drain:
         return self.state in {"growing", "stalled"}
 
 
+# A lag the consumers would read in this many seconds at their current pace is just the batch in
+# flight: with producers as fast as consumers it is "keeping up", not "growing".
+KEEPING_UP_SECONDS = 30
+
+
 def estimate_drain(*, lag: int, consumed: int, produced: int, seconds: float) -> Drain:
     """Time to drain `lag` at the net rate seen over `seconds` (consumed − produced messages).
 
     A lag that does not shrink never drains: "stalled" when nothing was consumed, "growing" when
-    producers outpace the consumers. Without a time span the rates are unknown.
+    producers outpace the consumers — unless the lag is small enough to be read within
+    KEEPING_UP_SECONDS ("keeping_up"). Without a time span the rates are unknown.
     """
     if seconds <= 0:
         return Drain("drained" if lag <= 0 else "unknown", 0.0 if lag <= 0 else None, None, None)
@@ -128,6 +134,8 @@ def estimate_drain(*, lag: int, consumed: int, produced: int, seconds: float) ->
         return Drain("stalled", None, consume_rate, produce_rate)
     net = consume_rate - produce_rate
     if net <= 0:
+        if lag / consume_rate <= KEEPING_UP_SECONDS:
+            return Drain("keeping_up", lag / consume_rate, consume_rate, produce_rate)
         return Drain("growing", None, consume_rate, produce_rate)
     return Drain("draining", lag / net, consume_rate, produce_rate)
 

@@ -92,6 +92,7 @@ def drain_text(overview: LagOverview | None) -> str:
     return {
         "drained": "caught up",
         "draining": f"~{human_duration((drain.seconds or 0) * 1000)}",
+        "keeping_up": "keeping up",
         "growing": "growing",
         "stalled": "stalled",
     }.get(drain.state, "unknown")

@@ -38,6 +38,12 @@ def test_a_lag_that_producers_outpace_never_drains():
     assert drain.state == "growing" and drain.seconds is None and drain.never
 
 
+def test_a_small_lag_with_consumers_as_fast_as_producers_is_keeping_up():
+    drain = estimate_drain(lag=20, consumed=120, produced=120, seconds=60)  # 20 messages = 10 s of reading
+    assert drain.state == "keeping_up" and not drain.never
+    assert drain.seconds == pytest.approx(10)
+
+
 def test_a_lag_nobody_consumes_is_stalled():
     drain = estimate_drain(lag=5, consumed=0, produced=0, seconds=60)
     assert drain.state == "stalled" and drain.never
