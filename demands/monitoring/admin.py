@@ -1,6 +1,7 @@
 """Admin for alert rules, alerts, silences and deliveries; monitoring data read-only."""
 
 from django.contrib import admin, messages
+from django.db import models
 from django.utils import timezone
 
 from .alerts import alert_acknowledge
@@ -24,6 +25,7 @@ class AlertRuleAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "kind", "severity")
     list_editable = ("enabled",)
     search_fields = ("name",)
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     fieldsets = (
         (None, {"fields": ("name", "enabled", "kind", "severity")}),
         ("Condition", {"fields": ("threshold", "window_minutes", "min_messages", "consumer_group", "match_type", "match_source", "group_by")}),

@@ -195,3 +195,46 @@ def test_readyz_is_503_naming_the_check_that_failed(client, monkeypatch):
 def test_readyz_is_200_when_database_and_broker_answer(client, monkeypatch):
     monkeypatch.setattr(health, "broker_reachable", lambda: (True, "ok"))
     assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.parametrize("model", ["alertrule", "alert", "silence", "alertdelivery", "consumerheartbeat", "flowbucket", "latencybucket", "backlogsample", "lagsample"])
+def test_the_admin_lists_every_monitoring_model(admin_client, model, now):
+    make_rule(AlertRule.Kind.HEARTBEAT_MISSING, threshold=30, email_to="oncall@example.com")
+    evaluate_rules(now=now)
+    assert admin_client.get(reverse(f"admin:demands_{model}_changelist")).status_code == 200
+
+
+def test_alert_rules_are_added_in_the_admin_with_their_condition_checked(admin_client):
+    url = reverse("admin:demands_alertrule_add")
+    assert admin_client.get(url).status_code == 200
+    form = {
+        "name": "Too many rejected", "enabled": "on", "kind": "rejection_ratio", "severity": "warning", "threshold": "5",
+        "window_minutes": "10", "min_messages": "20", "group_by": "all", "renotify_minutes": "60", "notify_browser": "on",
+    }
+    response = admin_client.post(url, form)
+    assert response.status_code == 200 and "between 0 and 1" in response.content.decode()
+    response = admin_client.post(url, {**form, "threshold": "0.2"})
+    assert response.status_code == 302 and AlertRule.objects.get().threshold == 0.2
+
+
+def test_chart_series_carry_backlog_per_status_and_latency_percentiles_in_seconds(staff_client):
+    from demands.monitoring.flow import add_latency
+
+    now = timezone.now()
+    make_demand(priority="urgent")
+    make_demand(status="triaged")
+    snapshot_backlog(now=now)
+    add_latency([(floor_minute(now), "ingest", 100, 10, 500), (floor_minute(now), "ingest", 200, 10, 1500)])
+    data = staff_client.get(reverse("demands:monitoring:series"), {"minutes": "10"}).json()
+    assert data["backlog"]["new"][-1] == 1 and data["backlog"]["triaged"][-1] == 1
+    assert data["backlog"]["in_progress"][-1] == 0 and data["backlog"]["urgent"][-1] == 1
+    assert data["backlog"]["new"][0] is None  # no sample that minute
+    assert data["ingest_p50"][-1] == 0.1 and data["ingest_p95"][-1] == 0.19
+
+
+def test_durations_read_naturally():
+    from demands.monitoring.metrics import human_duration
+
+    assert [human_duration(ms) for ms in (None, 120, 1500, 270_000, 7_560_000, 259_200_000)] == [
+        "—", "120 ms", "1.5 s", "4.5 min", "2.1 h", "3.0 d",
+    ]
