@@ -82,6 +82,7 @@ def persist_batch(records: list[IncomingMessage]) -> BatchResult:
             # raises IntegrityError: the whole batch rolls back and the caller retries it, and the
             # retry sees the other row. Records keyed by source:id never race (same partition).
             result.created = Demand.objects.bulk_create(new)
+        record_batch_flow(result, now)  # monitoring: per-minute flow buckets, counted with the batch
         if result.rejected:
             RejectedMessage.objects.bulk_create(
                 [
@@ -99,7 +100,6 @@ def persist_batch(records: list[IncomingMessage]) -> BatchResult:
                 ],
                 ignore_conflicts=True,
             )
-        record_batch_flow(result, now)  # monitoring: per-minute flow buckets, counted with the batch
     return result
 
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import Count, Min
+from django.db.models import Count, Min, Q
 
-from demands.models import CLOSED_STATUSES, Demand, DemandEvent, Status
+from demands.models import CLOSED_STATUSES, Demand, DemandEvent, RejectedMessage, Status
 
 from . import conf
 from .models import BacklogSample, FlowBucket, LatencyBucket, MonitoringCursor
@@ -141,11 +141,27 @@ def _type_source_of(payload: bytes | None) -> tuple[str, str]:
     return (kind[:64] if isinstance(kind, str) else "", source[:64] if isinstance(source, str) else "")
 
 
+def _new_rejections(rejected: list) -> list:
+    """Rejected records not stored before: a batch retried after a dead-letter failure, or
+    re-delivered after a crash, holds the same bad records again and must not count them twice."""
+    positions: dict[tuple[str, int | None], set[int]] = {}
+    for record, _reason in rejected:
+        if record.offset is not None:
+            positions.setdefault((record.topic, record.partition), set()).add(record.offset)
+    if not positions:
+        return rejected
+    known = Q()
+    for (topic, partition), offsets in positions.items():
+        known |= Q(topic=topic, partition=partition, offset__in=offsets)
+    stored = set(RejectedMessage.objects.filter(known).values_list("topic", "partition", "offset"))
+    return [item for item in rejected if (item[0].topic, item[0].partition, item[0].offset) not in stored]
+
+
 def record_batch_flow(result, now: datetime) -> None:
-    """Count a stored batch (an ingest.BatchResult). Call inside the batch's transaction."""
+    """Count a batch (an ingest.BatchResult) inside its transaction, before its rejected records are stored."""
     minute = floor_minute(now)
     arrivals = Counter((demand.type, demand.source) for demand in result.created)
-    rejections = Counter(_type_source_of(record.value) for record, _reason in result.rejected)
+    rejections = Counter(_type_source_of(record.value) for record, _reason in _new_rejections(result.rejected))
     add_flow(
         [(minute, FlowBucket.Kind.ARRIVAL, kind, source, n) for (kind, source), n in arrivals.items()]
         + [(minute, FlowBucket.Kind.REJECTION, kind, source, n) for (kind, source), n in rejections.items()]

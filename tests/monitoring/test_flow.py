@@ -63,6 +63,14 @@ def test_rejections_are_counted_under_the_type_and_source_the_payload_names():
     assert counts(FlowBucket.Kind.ARRIVAL) == {}
 
 
+def test_a_rejected_message_delivered_again_is_not_counted_again():
+    batch = [record(b"garbage", offset=7), record({**REFERENCE, "timestamp": "soon"}, offset=8)]
+    persist_batch(batch)
+    persist_batch(batch)  # the dead-letter copy failed, so the loop retried the batch
+    persist_batch([record(b"garbage", offset=9)])
+    assert counts(FlowBucket.Kind.REJECTION) == {("", ""): 2, ("user_feedback", "web_app"): 1}
+
+
 def test_ingest_latency_lands_in_the_histogram_bucket_of_its_duration():
     sent = timezone.now() - timedelta(seconds=3)
     persist_batch([record(REFERENCE, offset=0)])  # no Kafka timestamp: no latency observation
