@@ -226,3 +226,6 @@ class RejectedMessageAdmin(admin.ModelAdmin):
     readonly_fields = ("topic", "partition", "offset", "kafka_timestamp", "key", "payload_text", "reason", "received_at")
     exclude = ("payload",)
     show_full_result_count = False
+
+
+from .monitoring import admin as _monitoring_admin  # noqa: E402,F401  (monitoring and alerting, issue 4)

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from . import schema
 from .models import Demand, DemandEvent, DemandGroup, Notification, Priority, RejectedMessage, Team
+from .monitoring.flow import record_batch_flow
 from .rules import RuleBook, RuleChange, apply_rules, fingerprint
 
 
@@ -98,6 +99,7 @@ def persist_batch(records: list[IncomingMessage], *, rulebook: RuleBook | None =
             result.created = Demand.objects.bulk_create(new)
             if any(changes.values()):
                 result.notification_ids = _record_rule_changes(result.created, changes, now)
+        record_batch_flow(result, now)  # monitoring: per-minute flow buckets, counted with the batch
         if result.rejected:
             RejectedMessage.objects.bulk_create(
                 [

@@ -32,6 +32,7 @@ from django.db import close_old_connections, connections
 
 from . import live
 from .ingest import BatchResult, IncomingMessage, persist_batch
+from .monitoring.heartbeat import consumer_heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +176,10 @@ class ConsumeLoop:
         )
         last_stats = time.monotonic()
         window = {"created": 0, "rejected": 0, "duplicates": 0}
+        heartbeat = consumer_heartbeat(self)  # monitoring: liveness row and /metrics
         try:
             while not self.stopping:
+                heartbeat.beat()
                 messages = self._consumer.consume(self.batch_size, self.batch_timeout)
                 records = [_record_from(m) for m in self._valid(messages)]
                 if records:
@@ -196,6 +199,7 @@ class ConsumeLoop:
                     window = dict.fromkeys(window, 0)
                     last_stats = now
         finally:
+            heartbeat.stop()
             self._close()
 
     def _valid(self, messages: list[Message]) -> list[Message]:

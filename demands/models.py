@@ -271,3 +271,7 @@ class RejectedMessage(models.Model):
     def payload_text(self) -> str:
         """The payload for display: undecodable bytes shown as U+FFFD, never raised on."""
         return bytes(self.payload or b"").decode("utf-8", errors="replace")
+
+
+# Monitoring and alerting models (issue 4) live in their own module; imported here so they belong to this app.
+from .monitoring.models import *  # noqa: E402,F401,F403

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import api, views
 
@@ -25,4 +25,5 @@ urlpatterns = [
     path("api/demands/<int:pk>/", api.demand_detail, name="api-detail"),
     path("api/demands/<int:pk>/history/", api.demand_history, name="api-history"),
     path("api/demands/<int:pk>/comments/", api.demand_comment, name="api-comment"),
+    path("", include("demands.monitoring.urls")),  # monitoring: /monitoring/…, /metrics, /healthz, /readyz
 ]
