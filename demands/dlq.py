@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -26,7 +27,7 @@ __all__ = [
 ]
 
 Status = RejectedMessage.Status
-LIST_PREVIEW_CHARS = 300
+CLOCK_SKEW_MARGIN = timedelta(minutes=10)
 
 
 class AlreadyHandled(Exception):
@@ -77,9 +78,17 @@ class ReplayOutcome:
 def replay_outcome(*, rejected: RejectedMessage) -> ReplayOutcome | None:
     if rejected.status != Status.REPLAYED or rejected.replay_offset is None:
         return None
-    again = RejectedMessage.objects.filter(
-        topic=rejected.replay_topic, partition=rejected.replay_partition, offset=rejected.replay_offset
-    ).first()
+    # Stored after the replay, and not this row: a topic deleted and re-created starts its offsets
+    # again, so an old row can sit at the same coordinates. The margin absorbs clock differences
+    # between the web and consumer machines.
+    again = (
+        RejectedMessage.objects.filter(
+            topic=rejected.replay_topic, partition=rejected.replay_partition, offset=rejected.replay_offset,
+            received_at__gte=rejected.handled_at - CLOCK_SKEW_MARGIN,
+        )
+        .exclude(pk=rejected.pk)
+        .first()
+    )
     if again is not None:
         return ReplayOutcome(rejected_again=again)
     try:
@@ -122,11 +131,12 @@ def rejected_message_replay(*, rejected: RejectedMessage, actor, payload: str | 
         raise AlreadyHandled(f"rejected message #{rejected.pk} is already {rejected.get_status_display().lower()}")
     value = bytes(rejected.payload or b"") if payload is None else payload.encode("utf-8", errors="surrogatepass")
     headers = [("replay.of", str(rejected.pk).encode()), ("replay.by", actor.get_username().encode())]
+    started = timezone.now()  # before the consumer can possibly have read it
     [delivered] = deliver([(_replay_topic(rejected), _replay_key(value, rejected), value, headers)])
     fields = {
         "status": Status.REPLAYED,
         "handled_by": actor,
-        "handled_at": timezone.now(),
+        "handled_at": started,
         "note": note,
         "replay_payload": value.decode("utf-8", errors="replace"),
         "replay_topic": delivered.topic,

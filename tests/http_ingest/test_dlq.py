@@ -1,9 +1,11 @@
 """The rejected-message work queue: see, correct and replay, discard; every action recorded."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.utils import timezone
 
 from demands import dlq
 from demands.ingest import persist_batch
@@ -203,3 +205,13 @@ def test_admin_bulk_replay_and_discard_use_the_same_services(admin_client, deliv
 
 def test_permission_is_the_standard_change_permission():
     assert Permission.objects.filter(codename="change_rejectedmessage", content_type__app_label="demands").exists()
+
+
+def test_an_older_row_at_the_replay_coordinates_is_not_taken_for_the_outcome(staff_user, delivery):
+    # Offsets restart when a topic is re-created: the replay can land where an old row sits.
+    old = reject(b"{from the topic's previous life", offset=0)
+    RejectedMessage.objects.filter(pk=old.pk).update(received_at=timezone.now() - timedelta(days=3))
+    rejected = reject(b"{bad", offset=5)
+    dlq.rejected_message_replay(rejected=rejected, actor=staff_user, payload='{"id": "x"}')
+    assert (rejected.replay_partition, rejected.replay_offset) == (old.partition, old.offset)  # the recorder's
+    assert dlq.replay_outcome(rejected=rejected).pending
