@@ -18,8 +18,10 @@ The consume loop (`ConsumeLoop`) is what `consume_demands` and the embedded dash
   rejected, the batch that crossed the line is rolled back (nothing stored, dead-lettered or
   committed) and the loop raises RejectRatioExceeded — so a broken release or schema change
   stops the consumer instead of dead-lettering the whole stream. Fix, restart, and Kafka
-  re-delivers from the last commit. The window starts empty on each start, so a restart loop
-  can dead-letter at most `reject_window - 1` records per start (and those can be replayed).
+  re-delivers from the last commit. The window is seeded at start from what the database last
+  stored (demands and open rejections), so a supervisor restarting a broken consumer does not get
+  a fresh allowance each time; and only a batch that itself has rejections can trip the guard, so
+  a fixed consumer is never stopped by that history.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from django.db import close_old_connections, connections, transaction
 
 from . import live
 from .ingest import BatchResult, IncomingMessage, persist_batch
+from .models import Demand, RejectedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -186,6 +189,7 @@ class ConsumeLoop:
         self._consumer = self.consumer_factory({**config, "logger": logger})
         self._producer = self.producer_factory() if self.dlq_topic else None
         self._consumer.subscribe(self.topics)
+        self._seed_reject_window()
         logger.info(
             "consuming %s as group %s (batch %d / %.2fs)", ",".join(self.topics), self.group, self.batch_size, self.batch_timeout
         )
@@ -273,6 +277,22 @@ class ConsumeLoop:
             self.on_batch(result)
         return result
 
+    def _seed_reject_window(self) -> None:
+        """Start the window from the last outcomes the database holds, oldest first."""
+        if self.reject_window < 1 or self.max_reject_ratio >= 1:
+            return
+        try:
+            demands = Demand.objects.order_by("-id").values_list("received_at", flat=True)[: self.reject_window]
+            rejected = (
+                RejectedMessage.objects.filter(status=RejectedMessage.Status.OPEN)
+                .order_by("-id").values_list("received_at", flat=True)[: self.reject_window]
+            )
+            history = sorted([(at, False) for at in demands] + [(at, True) for at in rejected])
+        except Exception:  # database down at start: the batch loop retries it; start with no history
+            logger.exception("could not read recent outcomes for the reject-ratio guard")
+            return
+        self._recent_rejects.extend(is_rejected for _at, is_rejected in history[-self.reject_window :])
+
     def _check_reject_ratio(self, records: list[IncomingMessage], result: BatchResult) -> list[bool]:
         """Raise RejectRatioExceeded (inside the batch's transaction) if the window is too bad.
 
@@ -285,7 +305,7 @@ class ConsumeLoop:
             return outcomes
         window = [*self._recent_rejects, *outcomes][-self.reject_window :]
         rejected = sum(window)
-        if len(window) == self.reject_window and rejected / len(window) > self.max_reject_ratio:
+        if any(outcomes) and len(window) == self.reject_window and rejected / len(window) > self.max_reject_ratio:
             reasons = Counter(reason.split(":")[0] for _record, reason in result.rejected).most_common(3)
             raise RejectRatioExceeded(
                 f"{rejected} of the last {len(window)} records were rejected ({rejected / len(window):.0%}, limit "

@@ -90,3 +90,33 @@ def test_defaults_come_from_settings(settings):
     settings.CONSUMER_REJECT_WINDOW = 8
     loop, _, _, _ = make_loop([])
     assert (loop.max_reject_ratio, loop.reject_window) == (0.25, 8)
+
+
+def stored_rejections(count):
+    from demands.ingest import persist_batch
+
+    persist_batch([record(b"{old", offset=100 + i, partition=1) for i in range(count)])
+
+
+def test_a_restarted_consumer_remembers_recent_rejections_and_stops_at_the_first_bad_batch():
+    stored_rejections(4)  # what a previous run dead-lettered before the guard stopped it
+    loop, holder, producer, _ = make_loop([[bad(0)]], max_reject_ratio=0.5, reject_window=4)
+    with pytest.raises(RejectRatioExceeded):
+        loop.run()
+    assert holder["consumer"].commits == [] and producer.produced == []
+    assert RejectedMessage.objects.count() == 4
+
+
+def test_that_history_never_stops_a_fixed_consumer_whose_batches_are_valid():
+    stored_rejections(4)
+    loop, holder, _, _ = make_loop([[good(0)], [good(1)]], max_reject_ratio=0.5, reject_window=4)
+    loop.run()
+    assert Demand.objects.count() == 2 and len(holder["consumer"].commits) == 2
+
+
+def test_rejections_staff_already_handled_are_not_counted_as_history():
+    stored_rejections(4)
+    RejectedMessage.objects.update(status=RejectedMessage.Status.DISCARDED)
+    loop, holder, _, _ = make_loop([[bad(0)]], max_reject_ratio=0.5, reject_window=4)
+    loop.run()
+    assert len(holder["consumer"].commits) == 1
