@@ -6,6 +6,7 @@ import shutil
 from urllib.parse import urlencode
 
 import pytest
+from django.db import connections
 
 from demands import http_ingest
 
@@ -30,6 +31,9 @@ def browser(monkeypatch):
         browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
+        # Inside Playwright's context Django has its own connection (connections are per
+        # context): close it, or PostgreSQL refuses to drop the test database at the end.
+        connections.close_all()
 
 
 def shop_page(browser, live_server, settings, key: str, lang: str):
