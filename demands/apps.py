@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class DemandsConfig(AppConfig):
     name = "demands"
     verbose_name = "Demands"
+
+    def ready(self):
+        from django.db.models.signals import post_delete, post_save
+
+        from .models import Rule
+        from .rules import RuleBook
+
+        post_save.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-save")
+        post_delete.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-delete")

@@ -1,8 +1,10 @@
-"""Websocket consumers: the live demand stream behind every list page (authenticated staff only)."""
+"""Websocket consumers: the live stream behind every page (authenticated, active staff only)."""
 
 from __future__ import annotations
 
 import json
+import zoneinfo
+from datetime import timezone as dt_timezone
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -11,17 +13,19 @@ from django.conf import settings
 
 from . import live, selectors
 
-# Close codes in the 4000 range are ours: the page shows why instead of reconnecting forever.
+# Close codes in the 4000 range are ours.
 CLOSE_FORBIDDEN = 4403
 
 
 class DemandStreamConsumer(AsyncWebsocketConsumer):
-    """Forwards new demands matching the page's filters; on (re)connect, replays what the page missed.
+    """One socket per page.
 
-    Protocol: the page connects to /ws/demands/?status=…&type=…&source=…&search=… and, each
-    time the socket opens, sends {"resume_after": <newest demand id it shows>}; the server answers
-    with every matching demand newer than that (bounded), then live rows as batches arrive. The
-    page drops rows it already has, so overlap between replay and live rows shows nothing twice.
+    - List pages (/ws/demands/?filters…): new demands matching the page's filters, and changed
+      rows (replaced in place; removed when they no longer match). Each time the socket opens,
+      the page sends {"resume_after": <newest id it shows>} and gets every matching demand newer
+      than that (bounded), so a dropped connection leaves no gap; the page drops rows it has.
+    - Detail pages (/ws/demands/<pk>/): the demand's summary and new history entries.
+    - Every page: the user's notifications (other pages: /ws/notifications/ only).
     """
 
     async def connect(self):
@@ -29,15 +33,40 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
             await self.close(code=CLOSE_FORBIDDEN)
             return
-        params = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
-        self.filters = selectors.DemandFilters.from_params(params)
-        await self.channel_layer.group_add(live.DEMANDS_GROUP, self.channel_name)
+        self.demand_pk = self.scope["url_route"]["kwargs"].get("pk")
+        self.notifications_only = self.scope["path"].rstrip("/").endswith("/notifications")
+        self.groups_joined = [live.user_group(user.pk)]
+        if self.notifications_only:
+            self.demand_pk = 0  # no demand stream: the list handlers below ignore this socket
+        elif self.demand_pk is None:
+            params = {key: values[-1] for key, values in parse_qs(self.scope["query_string"].decode()).items()}
+            self.filters = await database_sync_to_async(self._filters)(params, user)
+            self.groups_joined.append(live.DEMANDS_GROUP)
+        else:
+            self.groups_joined.append(live.demand_group(self.demand_pk))
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
 
+    @staticmethod
+    def _filters(params: dict, user) -> selectors.DemandFilters:
+        """The page's filters, with dates in the user's time zone (no middleware on sockets)."""
+        from .models import UserPreference
+
+        zone = UserPreference.objects.filter(user=user).values_list("time_zone", flat=True).first()
+        try:
+            tz = zoneinfo.ZoneInfo(zone) if zone else None
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            tz = None
+        return selectors.DemandFilters.from_params(params, user=user, tz=tz or dt_timezone.utc)
+
     async def disconnect(self, code):
-        await self.channel_layer.group_discard(live.DEMANDS_GROUP, self.channel_name)
+        for group in getattr(self, "groups_joined", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        if self.demand_pk is not None:
+            return
         try:
             data = json.loads(text_data or "{}")
             after = int(data["resume_after"])
@@ -53,6 +82,22 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
         return [live.row_payload(demand)["html"] for demand in demands]
 
     async def demands_created(self, event):
+        if self.demand_pk is not None:
+            return
         rows = [row["html"] for row in event["rows"] if self.filters.matches(row)]
         if rows:
             await self.send(text_data=live.wrap_rows(rows))
+
+    async def demands_changed(self, event):
+        if self.demand_pk is not None:
+            return
+        shown, removed = [], []
+        for row in event["rows"]:
+            (shown if self.filters.matches(row) else removed).append(row)
+        await self.send(text_data=live.wrap_updates([row["html"] for row in shown], [row["id"] for row in removed]))
+
+    async def demand_detail(self, event):
+        await self.send(text_data=event["html"])
+
+    async def user_notify(self, event):
+        await self.send(text_data=event["html"])

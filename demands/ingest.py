@@ -8,14 +8,18 @@ messages on (topic, partition, offset).
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import schema
-from .models import Demand, Priority, RejectedMessage
+from .models import Demand, DemandEvent, DemandGroup, Notification, Priority, RejectedMessage, Team
+from .rules import RuleBook, RuleChange, apply_rules, fingerprint
 
 
 @dataclass(slots=True)
@@ -35,6 +39,10 @@ class BatchResult:
     created: list[Demand] = field(default_factory=list)
     rejected: list[tuple[IncomingMessage, str]] = field(default_factory=list)
     duplicates: int = 0
+    notification_ids: list[int] = field(default_factory=list)  # rule assignments to notify live
+
+
+_default_rulebook = RuleBook()
 
 
 def build_demand(message: schema.DemandMessage, record: IncomingMessage, now: datetime) -> Demand:
@@ -55,8 +63,12 @@ def build_demand(message: schema.DemandMessage, record: IncomingMessage, now: da
     )
 
 
-def persist_batch(records: list[IncomingMessage]) -> BatchResult:
-    """Parse and store `records` in one transaction; return what was new and what was rejected."""
+def persist_batch(records: list[IncomingMessage], *, rulebook: RuleBook | None = None) -> BatchResult:
+    """Parse and store `records` in one transaction; return what was new and what was rejected.
+
+    New demands go through the rules (priority, tags, category, assignment) and into their group
+    before they are inserted, so each is written once; what rules changed becomes history.
+    """
     result = BatchResult()
     now = timezone.now()
     candidates: dict[tuple[str, str], Demand] = {}
@@ -80,7 +92,12 @@ def persist_batch(records: list[IncomingMessage]) -> BatchResult:
             # A concurrent consumer inserting the same identity between the check and the insert
             # raises IntegrityError: the whole batch rolls back and the caller retries it, and the
             # retry sees the other row. Records keyed by source:id never race (same partition).
+            rules = (rulebook or _default_rulebook).rules()
+            changes = {id(demand): apply_rules(demand, rules) for demand in new} if rules else {}
+            _assign_groups(new, now)
             result.created = Demand.objects.bulk_create(new)
+            if any(changes.values()):
+                result.notification_ids = _record_rule_changes(result.created, changes, now)
         if result.rejected:
             RejectedMessage.objects.bulk_create(
                 [
@@ -99,6 +116,69 @@ def persist_batch(records: list[IncomingMessage]) -> BatchResult:
                 ignore_conflicts=True,
             )
     return result
+
+
+def _assign_groups(demands: list[Demand], now: datetime) -> None:
+    """Put each demand in the group of its fingerprint, creating groups and bumping counts."""
+    by_fingerprint: dict[str, list[Demand]] = defaultdict(list)
+    for demand in demands:
+        by_fingerprint[fingerprint(type=demand.type, source=demand.source, content=demand.content)].append(demand)
+    groups = {group.fingerprint: group for group in DemandGroup.objects.filter(fingerprint__in=list(by_fingerprint))}
+    missing = [
+        DemandGroup(fingerprint=fp, type=members[0].type, source=members[0].source, title=members[0].content[:200],
+                    count=0, first_seen=now, last_seen=now)
+        for fp, members in by_fingerprint.items()
+        if fp not in groups
+    ]
+    if missing:
+        DemandGroup.objects.bulk_create(missing)  # a concurrent creator → IntegrityError → batch retried
+        groups.update({group.fingerprint: group for group in DemandGroup.objects.filter(fingerprint__in=[g.fingerprint for g in missing])})
+    by_increment: dict[int, list[int]] = defaultdict(list)
+    for fp, members in by_fingerprint.items():
+        for demand in members:
+            demand.group_id = groups[fp].pk
+        by_increment[len(members)].append(groups[fp].pk)
+    for increment, group_ids in by_increment.items():  # usually one UPDATE: most groups grow by 1
+        DemandGroup.objects.filter(pk__in=sorted(group_ids)).update(count=F("count") + increment, last_seen=now)
+
+
+def _record_rule_changes(created: list[Demand], changes: dict[int, list[RuleChange]], now: datetime) -> list[int]:
+    """History entries for what rules changed, and notifications for rule assignments."""
+    users = get_user_model().objects.in_bulk(
+        {int(c.new) for cs in changes.values() for c in cs if c.field == "assignee"}
+        | {int(c.old) for cs in changes.values() for c in cs if c.field == "assignee" and c.old}
+    )
+    teams = Team.objects.in_bulk(
+        {int(v) for cs in changes.values() for c in cs if c.field == "team" for v in (c.old, c.new) if v}
+    )
+
+    def shown(change: RuleChange, value: str) -> str:
+        if change.field == "assignee" and value:
+            user = users.get(int(value))
+            return (user.get_full_name() or user.get_username()) if user else value
+        if change.field == "team" and value:
+            team = teams.get(int(value))
+            return team.name if team else value
+        return value
+
+    kinds = {"priority": DemandEvent.Kind.PRIORITY, "tags": DemandEvent.Kind.TAGS, "category": DemandEvent.Kind.CATEGORY,
+             "assignee": DemandEvent.Kind.ASSIGNMENT, "team": DemandEvent.Kind.TEAM}
+    events, notifications = [], []
+    for demand in created:
+        for change in changes.get(id(demand), ()):
+            events.append(DemandEvent(demand=demand, kind=kinds[change.field], rule_id=change.rule_id,
+                                      old_value=shown(change, change.old)[:200], new_value=shown(change, change.new)[:200], created_at=now))
+            text = f"Rule “{change.rule_name}” assigned demand #{demand.pk}: {demand.content[:120]}"
+            if change.field == "assignee":
+                notifications.append(Notification(user_id=int(change.new), demand=demand, text=text, created_at=now))
+            elif change.field == "team" and int(change.new) in teams:
+                notifications.extend(
+                    Notification(user=member, demand=demand, text=text, created_at=now)
+                    for member in teams[int(change.new)].members.filter(is_active=True)
+                    if member.pk != demand.assignee_id
+                )
+    DemandEvent.objects.bulk_create(events)
+    return [n.pk for n in Notification.objects.bulk_create(notifications)]
 
 
 def _existing_identities(identities) -> set[tuple[str, str]]:

@@ -265,6 +265,7 @@ class ConsumeLoop:
         if self.broadcast and result.created:
             try:
                 live.broadcast_demands_created(result.created)
+                live.broadcast_notifications(result.notification_ids)  # rule assignments
             except Exception:  # browsers missing an update must not stop ingestion; they catch up
                 logger.exception("broadcast of %d new demands failed", len(result.created))
         self._commit(records)

@@ -1,8 +1,11 @@
-"""Live updates: group names, event types, and the one function that broadcasts new demands.
+"""Live updates: group names, event types, and the functions that broadcast changes.
 
-A batch is rendered once (one HTML row per demand) and sent to the group in one message; each
-websocket consumer then forwards the rows that match its page's filters. Browsers never get a
-per-browser render, and the consume loop never waits on slow browsers.
+A change is rendered once (HTML for a list row, a detail page's summary and history entry, a
+notification) and sent to a group in one message; each websocket consumer forwards what matches
+its page. Browsers never get a per-browser render, and the consume loop never waits on browsers.
+
+Groups: `demands` (every list page), `demand-<pk>` (pages showing that demand), `user-<id>`
+(every page of that user: notifications).
 """
 
 from __future__ import annotations
@@ -14,6 +17,17 @@ from django.template.loader import render_to_string
 
 DEMANDS_GROUP = "demands"
 EVENT_DEMANDS_CREATED = "demands.created"  # handled by DemandStreamConsumer.demands_created
+EVENT_DEMANDS_CHANGED = "demands.changed"  # … .demands_changed
+EVENT_DEMAND_DETAIL = "demand.detail"  # … .demand_detail
+EVENT_USER_NOTIFY = "user.notify"  # … .user_notify
+
+
+def demand_group(pk: int) -> str:
+    return f"demand-{pk}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user-{user_id}"
 
 
 def row_payload(demand, *, is_new: bool = True) -> dict:
@@ -26,13 +40,28 @@ def row_payload(demand, *, is_new: bool = True) -> dict:
         "priority": demand.priority,
         "message_id": demand.message_id,
         "content": demand.content,
+        "assignee_id": demand.assignee_id,
+        "team_id": demand.team_id,
+        "group_id": demand.group_id,
+        "tags": list(demand.tags or []),
+        "received_at": demand.received_at.isoformat(),
         "html": render_to_string("demands/list.html#row", {"demand": demand, "is_new": is_new}),
     }
 
 
 def wrap_rows(html_rows: list[str]) -> str:
-    """One websocket frame: rows prepended (newest first) into the list's tbody by htmx's ws extension."""
-    return '<tbody id="demand-rows" hx-swap-oob="afterbegin">' + "".join(html_rows) + "</tbody>"
+    """A frame of new rows, newest first, for the top of a list page's table."""
+    return '<tbody id="demand-rows">' + "".join(html_rows) + "</tbody>"
+
+
+def wrap_updates(html_rows: list[str], removed_ids: list[int] = ()) -> str:
+    """A frame of changed rows: replaced in place where shown; `removed` rows no longer match the page."""
+    removed = "".join(f'<tr id="demand-{pk}" data-id="{pk}" data-remove></tr>' for pk in removed_ids)
+    return '<tbody id="demand-updates">' + "".join(html_rows) + removed + "</tbody>"
+
+
+def _send(group: str, event: dict) -> None:
+    async_to_sync(get_channel_layer().group_send)(group, event)
 
 
 def broadcast_demands_created(demands) -> None:
@@ -41,4 +70,30 @@ def broadcast_demands_created(demands) -> None:
         return
     newest = sorted(demands, key=lambda d: d.pk, reverse=True)[: settings.DEMANDS_LIVE_MAX_ROWS]
     rows = [row_payload(demand) for demand in newest]
-    async_to_sync(get_channel_layer().group_send)(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CREATED, "rows": rows})
+    _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CREATED, "rows": rows})
+
+
+def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> None:
+    """After a triage change committed: update list rows, detail pages and notify people."""
+    from .models import Demand, DemandEvent  # live is imported by models' users
+
+    demand = Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
+    _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CHANGED, "rows": [row_payload(demand, is_new=False)]})
+    events = DemandEvent.objects.filter(pk__in=list(event_ids)).select_related("actor", "rule").order_by("id")
+    detail_html = render_to_string("demands/detail.html#summary", {"demand": demand, "live": True}) + (
+        '<ol id="history" data-append>'
+        + "".join(render_to_string("demands/detail.html#event", {"event": event}) for event in events)
+        + "</ol>"
+    )
+    _send(demand_group(pk), {"type": EVENT_DEMAND_DETAIL, "html": detail_html, "version": demand.version})
+    broadcast_notifications(notification_ids)
+
+
+def broadcast_notifications(notification_ids) -> None:
+    """Show new notifications on every open page of their users, with the unread count."""
+    from .models import Notification
+
+    for notification in Notification.objects.filter(pk__in=list(notification_ids)):
+        unread = Notification.objects.filter(user_id=notification.user_id, read_at__isnull=True).count()
+        html = render_to_string("demands/_notification.html", {"notification": notification, "unread": unread})
+        _send(user_group(notification.user_id), {"type": EVENT_USER_NOTIFY, "html": html})

@@ -130,10 +130,11 @@ class Demand(models.Model):
 
 
 class DemandEvent(models.Model):
-    """One entry of a demand's history: who changed what, when, old → new. Comments are events too."""
+    """One entry of a demand's history: who (a person, or a rule) changed what, when, old → new.
+    Comments are events too. Ingest itself needs no row: the demand's own Kafka columns are that
+    entry, which keeps the hot ingest path at one insert per demand."""
 
     class Kind(models.TextChoices):
-        RULE = "rule", _("Rule applied")
         STATUS = "status", _("Status changed")
         PRIORITY = "priority", _("Priority changed")
         ASSIGNMENT = "assignment", _("Assignment changed")
@@ -180,10 +181,12 @@ class Rule(models.Model):
     add_tags = models.CharField(_("add tags"), max_length=500, blank=True, help_text=_("Comma-separated."))
     set_category = models.CharField(_("set category"), max_length=64, blank=True)
     assign_to = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to"),
+        limit_choices_to={"is_staff": True, "is_active": True},
     )
     assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
     stop_processing = models.BooleanField(_("stop after this rule"), default=False)
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["order", "id"]
@@ -225,6 +228,17 @@ class Notification(models.Model):
 
     def __str__(self) -> str:
         return self.text
+
+
+class UserPreference(models.Model):
+    """Per-user interface language and time zone (activated by demands.middleware)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demand_preference")
+    language = models.CharField(_("language"), max_length=16, choices=settings.LANGUAGES, blank=True)
+    time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.user}: {self.language or '-'} {self.time_zone or '-'}"
 
 
 class RejectedMessage(models.Model):

@@ -4,4 +4,6 @@ from .consumers import DemandStreamConsumer
 
 websocket_urlpatterns = [
     path("ws/demands/", DemandStreamConsumer.as_asgi()),
+    path("ws/demands/<int:pk>/", DemandStreamConsumer.as_asgi()),
+    path("ws/notifications/", DemandStreamConsumer.as_asgi()),
 ]

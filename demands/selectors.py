@@ -1,61 +1,178 @@
-"""Every read a page, the API or the websocket needs: filters, search and keyset pagination.
+"""Every read a page, the API, an export or the websocket needs: filters, search, pagination.
 
 Lists never COUNT(*) the whole table and never use OFFSET: a page is "the N newest before id X",
 which an index on (filter, -id) answers in constant time however many millions of rows there are.
+The same DemandFilters object filters SQL (`apply`) and broadcast rows (`matches`), so a live page
+shows exactly what a reload would.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django.core.cache import cache
-from django.db.models import Q, QuerySet
+from django.db.models import BooleanField, Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
 
-from .models import Demand, RejectedMessage, Status
+from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, RejectedMessage, SavedView, Status, Team
 
 MAX_FILTER_CHARS = 200
+SORTS = ("newest", "oldest", "priority")
+# Parameters that make up a list's filters (and a saved view); everything else is navigation.
+FILTER_PARAMS = ("status", "priority", "type", "source", "search", "assignee", "team", "tag", "group", "date_from", "date_to", "sort")
 
 
-@dataclass(frozen=True, slots=True)
+def _parse_date(value: str) -> date | None:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
 class DemandFilters:
     status: str = ""
+    priority: str = ""
     type: str = ""
     source: str = ""
     search: str = ""
+    assignee: str = ""  # "me", "none" or a user id
+    team: str = ""  # "mine", "none" or a team id
+    tag: str = ""
+    group: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    sort: str = ""
+    # Resolved for the requesting user ("me" → their id, "mine" → their teams).
+    assignee_id: int | None = field(default=None, compare=False, repr=False)
+    team_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
+    # Dates mean days in the user's time zone, on pages and on live sockets alike.
+    tz: object = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def from_params(cls, params) -> "DemandFilters":
-        """Build from a QueryDict or dict; unknown statuses are ignored rather than erroring."""
+    def from_params(cls, params, *, user=None, tz=None) -> "DemandFilters":
+        """Build from a QueryDict or dict. Unknown values are dropped (see `errors` for the API)."""
 
         def get(name: str) -> str:
             value = params.get(name) or ""
             return str(value).strip()[:MAX_FILTER_CHARS]
 
-        status = get("status")
-        if status not in Status.values:
-            status = ""
-        return cls(status=status, type=get("type"), source=get("source"), search=get("search") or get("q"))
+        values = {name: get(name) for name in FILTER_PARAMS}
+        if not values["search"]:
+            values["search"] = get("q")
+        if values["status"] not in Status.values:
+            values["status"] = ""
+        if values["priority"] not in Priority.values:
+            values["priority"] = ""
+        if values["sort"] not in SORTS or values["sort"] == "newest":
+            values["sort"] = ""
+        for name in ("date_from", "date_to"):
+            if values[name] and _parse_date(values[name]) is None:
+                values[name] = ""
+        if values["group"] and not values["group"].isdigit():
+            values["group"] = ""
+        assignee_id = None
+        if values["assignee"] == "me":
+            assignee_id = user.pk if user is not None and user.is_authenticated else -1
+        elif values["assignee"].isdigit():
+            assignee_id = int(values["assignee"])
+        elif values["assignee"] != "none":
+            values["assignee"] = ""
+        team_ids = None
+        if values["team"] == "mine":
+            team_ids = tuple(Team.objects.filter(members=user).values_list("pk", flat=True)) if user is not None and user.is_authenticated else ()
+        elif values["team"].isdigit():
+            team_ids = (int(values["team"]),)
+        elif values["team"] != "none":
+            values["team"] = ""
+        return cls(**values, assignee_id=assignee_id, team_ids=team_ids, tz=tz or timezone.get_current_timezone())
+
+    @staticmethod
+    def errors(params) -> list[str]:
+        """What is wrong with the parameters, for the API's 400 (pages just ignore bad values)."""
+        problems = []
+        if params.get("status") and params["status"] not in Status.values:
+            problems.append(f"unknown status {params['status']!r}; allowed: {', '.join(Status.values)}")
+        if params.get("priority") and params["priority"] not in Priority.values:
+            problems.append(f"unknown priority {params['priority']!r}; allowed: {', '.join(Priority.values)}")
+        if params.get("sort") and params["sort"] not in SORTS:
+            problems.append(f"unknown sort {params['sort']!r}; allowed: {', '.join(SORTS)}")
+        for name in ("date_from", "date_to"):
+            if params.get(name) and _parse_date(params[name]) is None:
+                problems.append(f"{name} must be a date like 2025-04-05")
+        return problems
+
+    # -- SQL ----------------------------------------------------------------------------------
+    def _day_start(self, value: str) -> datetime:
+        return timezone.make_aware(datetime.combine(_parse_date(value), time.min), self.tz or timezone.get_current_timezone())
 
     def apply(self, queryset: QuerySet) -> QuerySet:
         if self.status:
             queryset = queryset.filter(status=self.status)
+        if self.priority:
+            queryset = queryset.filter(priority=self.priority)
         if self.type:
             queryset = queryset.filter(type=self.type)
         if self.source:
             queryset = queryset.filter(source=self.source)
+        if self.assignee == "none":
+            queryset = queryset.filter(assignee__isnull=True)
+        elif self.assignee_id is not None:
+            queryset = queryset.filter(assignee_id=self.assignee_id)
+        if self.team == "none":
+            queryset = queryset.filter(team__isnull=True)
+        elif self.team_ids is not None:
+            queryset = queryset.filter(team_id__in=self.team_ids)
+        if self.tag:
+            if _json_contains_supported():
+                queryset = queryset.filter(tags__contains=[self.tag])
+            else:  # SQLite: exact element match, as on PostgreSQL and on live pages
+                queryset = queryset.alias(
+                    has_tag=RawSQL(
+                        f"EXISTS (SELECT 1 FROM json_each({Demand._meta.db_table}.tags) WHERE json_each.value = %s)",
+                        (self.tag,),
+                        output_field=BooleanField(),
+                    )
+                ).filter(has_tag=True)
+        if self.group:
+            queryset = queryset.filter(group_id=int(self.group))
+        if self.date_from:
+            queryset = queryset.filter(received_at__gte=self._day_start(self.date_from))
+        if self.date_to:
+            queryset = queryset.filter(received_at__lt=self._day_start(self.date_to) + timedelta(days=1))
         if self.search:
+            # On PostgreSQL a pg_trgm GIN index serves this ILIKE, Chinese included (see migration 0003).
             queryset = queryset.filter(Q(content__icontains=self.search) | Q(message_id=self.search))
         return queryset
 
+    # -- broadcast rows -------------------------------------------------------------------------
     def matches(self, row: dict) -> bool:
         """The same filter, applied to a broadcast row (see live.row_payload) instead of SQL."""
-        if self.status and row["status"] != self.status:
+        for name in ("status", "priority", "type", "source"):
+            value = getattr(self, name)
+            if value and row[name] != value:
+                return False
+        if self.assignee == "none" and row["assignee_id"] is not None:
             return False
-        if self.type and row["type"] != self.type:
+        if self.assignee_id is not None and row["assignee_id"] != self.assignee_id:
             return False
-        if self.source and row["source"] != self.source:
+        if self.team == "none" and row["team_id"] is not None:
             return False
+        if self.team_ids is not None and row["team_id"] not in self.team_ids:
+            return False
+        if self.tag and self.tag not in row["tags"]:
+            return False
+        if self.group and row["group_id"] != int(self.group):
+            return False
+        if self.date_from or self.date_to:
+            received = datetime.fromisoformat(row["received_at"])
+            if self.date_from and received < self._day_start(self.date_from):
+                return False
+            if self.date_to and received >= self._day_start(self.date_to) + timedelta(days=1):
+                return False
         if self.search:
             needle = self.search.casefold()
             return needle in row["content"].casefold() or row["message_id"] == self.search
@@ -63,34 +180,86 @@ class DemandFilters:
 
     @property
     def is_active(self) -> bool:
-        return any(asdict(self).values())
+        return any(getattr(self, name) for name in FILTER_PARAMS if name != "sort")
+
+    def params(self) -> dict[str, str]:
+        return {name: getattr(self, name) for name in FILTER_PARAMS if getattr(self, name)}
 
     def query_string(self, **extra) -> str:
-        params = {key: value for key, value in asdict(self).items() if value}
+        params = self.params()
         params.update({key: value for key, value in extra.items() if value not in (None, "")})
         return urlencode(params)
 
+    def with_changes(self, **changes) -> "DemandFilters":
+        return replace(self, **changes)
 
-@dataclass(slots=True)
+
+def _json_contains_supported() -> bool:
+    from django.db import connection
+
+    return connection.features.supports_json_field_contains
+
+
+@dataclass
 class DemandPage:
     items: list[Demand]
-    next_before: int | None  # cursor for the next (older) page, None on the last page
+    next_cursor: str | None  # cursor for the next page, None on the last page
     is_first: bool
 
+    @property
+    def next_before(self) -> str | None:  # kept for templates and the API's "next" link
+        return self.next_cursor
 
-def demand_page(*, filters: DemandFilters, before: int | None = None, limit: int = 50) -> DemandPage:
-    queryset = filters.apply(Demand.objects.all())
-    if before is not None:
-        queryset = queryset.filter(id__lt=before)
-    items = list(queryset.order_by("-id")[: limit + 1])
+
+_RANK = Case(*[When(priority=value, then=Value(rank)) for value, rank in PRIORITY_RANK.items()], output_field=IntegerField())
+
+
+def demand_page(*, filters: DemandFilters, before: str | int | None = None, limit: int = 50) -> DemandPage:
+    """One page in the filters' sort order. `before` is the cursor from the previous page."""
+    queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
+    cursor = str(before) if before not in (None, "") else None
+    if filters.sort == "priority":
+        queryset = queryset.annotate(rank=_RANK)
+        if cursor:
+            rank, _, pk = cursor.partition(":")
+            if rank.isdigit() and pk.isdigit():
+                queryset = queryset.filter(Q(rank__gt=int(rank)) | Q(rank=int(rank), id__lt=int(pk)))
+        queryset = queryset.order_by("rank", "-id")
+    elif filters.sort == "oldest":
+        if cursor and cursor.isdigit():
+            queryset = queryset.filter(id__gt=int(cursor))
+        queryset = queryset.order_by("id")
+    else:
+        if cursor and cursor.isdigit():
+            queryset = queryset.filter(id__lt=int(cursor))
+        queryset = queryset.order_by("-id")
+    items = list(queryset[: limit + 1])
     has_more = len(items) > limit
     items = items[:limit]
-    return DemandPage(items=items, next_before=items[-1].pk if has_more else None, is_first=before is None)
+    next_cursor = None
+    if has_more:
+        last = items[-1]
+        next_cursor = f"{PRIORITY_RANK[last.priority]}:{last.pk}" if filters.sort == "priority" else str(last.pk)
+    return DemandPage(items=items, next_cursor=next_cursor, is_first=cursor is None)
 
 
 def demands_after(*, filters: DemandFilters, after: int, limit: int) -> list[Demand]:
     """Demands newer than `after`, newest first: what a reconnecting page missed."""
-    return list(filters.apply(Demand.objects.filter(id__gt=after)).order_by("-id")[:limit])
+    return list(filters.apply(Demand.objects.filter(id__gt=after).select_related("assignee", "team")).order_by("-id")[:limit])
+
+
+def demand_iter(*, filters: DemandFilters, chunk_size: int = 2000):
+    """Every matching demand, newest first, fetched in keyset chunks (for CSV export)."""
+    before = None
+    while True:
+        queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
+        if before is not None:
+            queryset = queryset.filter(id__lt=before)
+        chunk = list(queryset.order_by("-id")[:chunk_size])
+        if not chunk:
+            return
+        yield from chunk
+        before = chunk[-1].pk
 
 
 def demand_count(*, filters: DemandFilters, cap: int = 10_000) -> tuple[int, bool]:
@@ -103,7 +272,11 @@ def demand_count(*, filters: DemandFilters, cap: int = 10_000) -> tuple[int, boo
 
 
 def demand_get(*, pk: int) -> Demand:
-    return Demand.objects.get(pk=pk)
+    return Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
+
+
+def demand_history(*, demand: Demand) -> list[DemandEvent]:
+    return list(demand.events.select_related("actor", "rule").order_by("id"))
 
 
 def demand_facets() -> dict[str, list[str]]:
@@ -116,6 +289,33 @@ def demand_facets() -> dict[str, list[str]]:
         }
         cache.set("demands:facets", facets, 60)
     return facets
+
+
+def staff_users():
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username")
+
+
+def team_list():
+    return Team.objects.all()
+
+
+def group_list(*, limit: int = 100, offset: int = 0) -> list[DemandGroup]:
+    """Groups, most recently seen first. Offset paging is fine here: groups are few by design."""
+    return list(DemandGroup.objects.order_by("-last_seen", "-id")[offset : offset + limit])
+
+
+def saved_views(*, user) -> list[SavedView]:
+    return list(SavedView.objects.filter(user=user))
+
+
+def notifications_unread(*, user, limit: int = 50) -> list[Notification]:
+    return list(Notification.objects.filter(user=user, read_at__isnull=True).select_related("demand")[:limit])
+
+
+def notifications_unread_count(*, user) -> int:
+    return Notification.objects.filter(user=user, read_at__isnull=True).count()
 
 
 def rejected_page(*, before: int | None = None, limit: int = 50) -> tuple[list[RejectedMessage], int | None]:

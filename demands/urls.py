@@ -1,15 +1,30 @@
 from django.urls import path
 
-from . import ingest_views, views
+from . import api, ingest_views, views
 
 app_name = "demands"
 
 urlpatterns = [
     path("demands/", views.demand_list, name="list"),
+    path("demands/export.csv", views.demand_export, name="export"),
+    path("demands/bulk/", views.demand_bulk, name="bulk"),
     path("demands/<int:pk>/", views.demand_detail, name="detail"),
+    path("demands/<int:pk>/status/", views.demand_status, name="status"),
+    path("demands/<int:pk>/priority/", views.demand_priority, name="priority"),
+    path("demands/<int:pk>/assign/", views.demand_assign, name="assign"),
+    path("demands/<int:pk>/comment/", views.demand_comment, name="comment"),
+    path("demands/<int:pk>/duplicate/", views.demand_duplicate, name="duplicate"),
+    path("views/", views.saved_view_create, name="saved-view-create"),
+    path("views/<int:pk>/delete/", views.saved_view_delete, name="saved-view-delete"),
+    path("groups/", views.group_list, name="groups"),
+    path("notifications/", views.notification_list, name="notifications"),
+    path("notifications/read/", views.notification_read, name="notifications-read"),
     path("rejected/", ingest_views.rejected_list, name="rejected"),
-    path("api/demands/", views.api_demand_list, name="api-list"),
-    path("api/demands/<int:pk>/", views.api_demand_detail, name="api-detail"),
+    path("preferences/", views.preferences, name="preferences"),
+    path("api/demands/", api.demand_list, name="api-list"),
+    path("api/demands/<int:pk>/", api.demand_detail, name="api-detail"),
+    path("api/demands/<int:pk>/history/", api.demand_history, name="api-history"),
+    path("api/demands/<int:pk>/comments/", api.demand_comment, name="api-comment"),
     # HTTP ingest and the dead-letter work queue (issue 5).
     path("api/ingest/", ingest_views.api_ingest, name="api-ingest"),
     path("api/ingest", ingest_views.api_ingest),  # no redirect: a redirected POST loses its body

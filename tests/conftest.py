@@ -5,6 +5,7 @@ from django.core.cache import cache
 from django.db import connections
 
 from demands.ingest import IncomingMessage
+from demands.rules import RuleBook
 
 REFERENCE = {
     "id": "123456",
@@ -26,8 +27,10 @@ def _no_persistent_connections():
 @pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()  # facets are cached between requests
+    RuleBook.invalidate_all()  # compiled rules must not outlive the test that created them
     yield
     cache.clear()
+    RuleBook.invalidate_all()
 
 
 @pytest.fixture
@@ -42,9 +45,30 @@ def record(value, *, offset: int = 0, partition: int = 0, topic: str = "demand-t
     return IncomingMessage(topic=topic, partition=partition, offset=offset, value=value, key=key)
 
 
+def role(name: str):
+    """The role groups the migration creates (recreated here: transactional tests flush them)."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name=name)
+    if name == "Triagers":
+        group.permissions.add(Permission.objects.get(codename="triage_demand", content_type__app_label="demands"))
+    return group
+
+
 @pytest.fixture
 def staff_user(django_user_model):
-    return django_user_model.objects.create_user(username="triager", password="pw-triager-123", is_staff=True)
+    """A triager: staff who may change demands."""
+    user = django_user_model.objects.create_user(username="triager", password="pw-triager-123", is_staff=True)
+    user.groups.add(role("Triagers"))
+    return user
+
+
+@pytest.fixture
+def viewer_user(django_user_model):
+    """Staff who may only look."""
+    user = django_user_model.objects.create_user(username="viewer", password="pw-viewer-123", is_staff=True)
+    user.groups.add(role("Viewers"))
+    return user
 
 
 @pytest.fixture

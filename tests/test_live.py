@@ -5,20 +5,22 @@ import json
 import pytest
 from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
+from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
-from demands import live
-from demands.consumers import DemandStreamConsumer
+from demands import live, services
 from demands.ingest import persist_batch
+from demands.models import Demand, Team
+from demands.routing import websocket_urlpatterns
 
 from .conftest import REFERENCE, record
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.asyncio]
 
 
-def communicator(user, query=""):
-    comm = WebsocketCommunicator(DemandStreamConsumer.as_asgi(), f"/ws/demands/?{query}")
+def communicator(user, query="", path="/ws/demands/"):
+    comm = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"{path}?{query}")
     comm.scope["user"] = user
     return comm
 
@@ -44,7 +46,7 @@ async def test_staff_receives_a_new_batch_as_rows_for_the_top_of_the_table(staff
     created = await store(REFERENCE, {**REFERENCE, "id": "2"})
     await sync_to_async(live.broadcast_demands_created)(created)
     frame = await comm.receive_from(timeout=2)
-    assert frame.startswith('<tbody id="demand-rows" hx-swap-oob="afterbegin">')
+    assert frame.startswith('<tbody id="demand-rows">')
     pks = sorted((d.pk for d in created), reverse=True)
     assert frame.index(f'id="demand-{pks[0]}"') < frame.index(f'id="demand-{pks[1]}"')
     assert 'class="is-new"' in frame
@@ -112,3 +114,88 @@ async def test_live_rows_escape_content(staff_user):
     frame = await comm.receive_from(timeout=2)
     assert "<img src=x" not in frame and "&lt;img src=x" in frame
     await comm.disconnect()
+
+
+@database_sync_to_async
+def change_status(pk, status, actor):
+    return services.demand_change_status(demand=Demand.objects.get(pk=pk), status=status, actor=actor)
+
+
+async def test_a_triage_change_updates_the_row_in_place_on_list_pages(staff_user):
+    created = await store(REFERENCE)
+    page = communicator(staff_user)
+    await page.connect()
+    await change_status(created[0].pk, "triaged", staff_user)
+    frame = await page.receive_from(timeout=2)
+    assert frame.startswith('<tbody id="demand-updates">')
+    assert f'id="demand-{created[0].pk}"' in frame and "status-triaged" in frame
+    await page.disconnect()
+
+
+async def test_a_row_that_no_longer_matches_a_page_is_removed_from_it(staff_user):
+    created = await store(REFERENCE)
+    new_only = communicator(staff_user, "status=new")
+    await new_only.connect()
+    await change_status(created[0].pk, "triaged", staff_user)
+    frame = await new_only.receive_from(timeout=2)
+    assert f'<tr id="demand-{created[0].pk}" data-id="{created[0].pk}" data-remove>' in frame
+    await new_only.disconnect()
+
+
+async def test_detail_page_gets_the_new_summary_and_history_entry(staff_user):
+    created = await store(REFERENCE)
+    pk = created[0].pk
+    detail = communicator(staff_user, path=f"/ws/demands/{pk}/")
+    other = communicator(staff_user, path="/ws/demands/999999/")
+    assert (await detail.connect())[0] and (await other.connect())[0]
+    await change_status(pk, "in_progress", staff_user)
+    frame = await detail.receive_from(timeout=2)
+    assert 'id="demand-summary"' in frame and "status-in_progress" in frame
+    assert '<ol id="history" data-append>' in frame and 'id="event-' in frame
+    assert await other.receive_nothing(timeout=0.2)
+    await detail.disconnect()
+    await other.disconnect()
+
+
+async def test_assignee_is_notified_live_on_every_page(staff_user, django_user_model):
+    assignee = await database_sync_to_async(django_user_model.objects.create_user)(username="dev", password="x", is_staff=True)
+    created = await store(REFERENCE)
+    elsewhere = communicator(assignee, path="/ws/notifications/")
+    bystander = communicator(staff_user, path="/ws/notifications/")
+    await elsewhere.connect()
+    await bystander.connect()
+
+    @database_sync_to_async
+    def assign():
+        services.demand_assign(demand=Demand.objects.get(pk=created[0].pk), assignee=assignee, actor=staff_user)
+
+    await assign()
+    frame = await elsewhere.receive_from(timeout=2)
+    assert 'class="toast"' in frame and f"#{created[0].pk}" in frame
+    assert '<span id="notification-count" class="count">1</span>' in frame
+    assert await bystander.receive_nothing(timeout=0.2)  # the actor is not notified of their own change
+    await elsewhere.disconnect()
+    await bystander.disconnect()
+
+
+async def test_my_teams_page_sees_only_its_teams_rows(staff_user):
+    @database_sync_to_async
+    def setup():
+        team = Team.objects.create(name="Payments")
+        team.members.add(staff_user)
+        Team.objects.create(name="Other")
+        return team
+
+    team = await setup()
+    page = communicator(staff_user, "team=mine")
+    await page.connect()
+    created = await store(REFERENCE, {**REFERENCE, "id": "2"})
+
+    @database_sync_to_async
+    def assign_first():
+        services.demand_assign(demand=Demand.objects.get(pk=created[0].pk), team=team, actor=staff_user)
+
+    await assign_first()
+    frame = await page.receive_from(timeout=2)
+    assert f'id="demand-{created[0].pk}"' in frame and "data-remove" not in frame
+    await page.disconnect()

@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('demands', '0002_triage'),
+        ('demands', '0005_rule_assign_to_staff'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

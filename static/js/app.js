@@ -64,7 +64,7 @@
 
   document.addEventListener("htmx:wsOpen", function (event) {
     setLive("connected", document.documentElement.lang.indexOf("zh") === 0 ? "实时" : "Live");
-    event.detail.socketWrapper.send(JSON.stringify({ resume_after: newestShownId() }));
+    if (rowsBody()) event.detail.socketWrapper.send(JSON.stringify({ resume_after: newestShownId() }));
   });
 
   document.addEventListener("htmx:wsClose", function (event) {
@@ -78,9 +78,49 @@
     }
   });
 
+  function updateRows(tbody) {
+    tbody.querySelectorAll("tr[data-id]").forEach(function (row) {
+      var existing = document.getElementById(row.id);
+      if (!existing) return;
+      if (row.hasAttribute("data-remove")) { existing.remove(); return; }
+      row.classList.add("is-updated");
+      existing.replaceWith(row);
+      if (window.htmx) window.htmx.process(row);
+    });
+    refreshTimes();
+  }
+
+  // Every frame is HTML. Rows get the treatment above; an element marked data-append adds its
+  // children (those not shown yet) to the page's element of the same id; any other element with
+  // an id replaces the page's element of that id.
+  function applyFrame(html) {
+    var template = document.createElement("template");
+    template.innerHTML = html.trim();
+    Array.prototype.slice.call(template.content.children).forEach(function (element) {
+      if (element.id === "demand-rows") { insertRows(element.innerHTML); return; }
+      if (element.id === "demand-updates") { updateRows(element); return; }
+      var target = element.id && document.getElementById(element.id);
+      if (!target) return;
+      if (element.hasAttribute("data-append")) {
+        Array.prototype.slice.call(element.children).forEach(function (child) {
+          if (child.id && document.getElementById(child.id)) return;
+          target.appendChild(child);
+          if (window.htmx) window.htmx.process(child);
+          if (child.classList.contains("toast")) {
+            setTimeout(function () { child.remove(); }, 10000);
+          }
+        });
+      } else {
+        target.replaceWith(element);
+        if (window.htmx) window.htmx.process(element);
+      }
+    });
+    refreshTimes();
+  }
+
   document.addEventListener("htmx:wsBeforeMessage", function (event) {
     event.preventDefault(); // we swap ourselves (see above)
-    insertRows(event.detail.message);
+    applyFrame(event.detail.message);
   });
 
   // Relative times ("2 min ago"); the exact time stays in the title attribute.
@@ -91,7 +131,7 @@
   function refreshTimes(root) {
     if (!relative) return;
     var now = Date.now();
-    (root || document).querySelectorAll("td.time time[datetime]").forEach(function (el) {
+    (root || document).querySelectorAll("time[data-relative]").forEach(function (el) {
       var seconds = Math.round((new Date(el.getAttribute("datetime")).getTime() - now) / 1000);
       if (isNaN(seconds)) return;
       var abs = Math.abs(seconds);
@@ -108,6 +148,54 @@
   document.addEventListener("htmx:afterSettle", function () { refreshTimes(); });
   setInterval(refreshTimes, 15000);
 
+  // Keyboard: j/k move through rows, Enter or o opens, x selects; on a demand page s/p/a focus
+  // the status/priority/assignee menus and c the comment box; / focuses search; ? shows help.
+  function rowsList() { var b = rowsBody(); return b ? Array.prototype.slice.call(b.querySelectorAll("tr[data-id]")) : []; }
+  function cursorRow() { return document.querySelector("#demand-rows tr.is-cursor"); }
+  function moveCursor(step) {
+    var rows = rowsList();
+    if (!rows.length) return;
+    var current = cursorRow();
+    var index = current ? rows.indexOf(current) + step : 0;
+    index = Math.max(0, Math.min(rows.length - 1, index));
+    if (current) current.classList.remove("is-cursor");
+    rows[index].classList.add("is-cursor");
+    rows[index].scrollIntoView({ block: "nearest" });
+  }
+  document.addEventListener("keydown", function (event) {
+    var target = event.target;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) {
+      if (event.key === "Escape") target.blur();
+      return;
+    }
+    var key = event.key;
+    if (key === "j") { moveCursor(1); event.preventDefault(); return; }
+    if (key === "k") { moveCursor(-1); event.preventDefault(); return; }
+    if ((key === "Enter" || key === "o") && cursorRow()) { window.location = cursorRow().dataset.href; return; }
+    if (key === "x" && cursorRow()) {
+      var box = cursorRow().querySelector("input[type=checkbox]");
+      if (box) { box.checked = !box.checked; box.dispatchEvent(new Event("change", { bubbles: true })); }
+      return;
+    }
+    if (key === "?") { var help = document.getElementById("shortcuts-help"); if (help) help.hidden = !help.hidden; return; }
+    var field = document.querySelector('[data-shortcut="' + key + '"]');
+    if (field) { field.focus(); event.preventDefault(); }
+  });
+
+  // Select all shown rows; highlight selected ones.
+  document.addEventListener("change", function (event) {
+    var target = event.target;
+    if (target.matches && target.matches("input[data-select-all]")) {
+      rowsList().forEach(function (row) {
+        var box = row.querySelector("input[type=checkbox]");
+        if (box) { box.checked = target.checked; row.classList.toggle("is-selected", target.checked); }
+      });
+    } else if (target.matches && target.matches('#demand-rows input[type=checkbox]')) {
+      target.closest("tr").classList.toggle("is-selected", target.checked);
+    }
+  });
+
   // Exposed for tests and the console.
-  window.umsg = { insertRows: insertRows, newestShownId: newestShownId };
+  window.umsg = { insertRows: insertRows, applyFrame: applyFrame, newestShownId: newestShownId };
 })();

@@ -1,0 +1,220 @@
+"""The JSON API for staff sessions: read demands, triage them, read their history.
+
+Thin like the pages: parse, call a selector or the same services the pages use, answer JSON.
+Errors are JSON with an "error" message and the HTTP status that says what went wrong.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from . import selectors, services
+from .models import Demand, Team
+from .views import api_staff_required
+
+API_MAX_LIMIT = 500
+
+
+def _json(data, status: int = 200) -> JsonResponse:
+    return JsonResponse(data, status=status, json_dumps_params={"ensure_ascii": False})
+
+
+def _error(message: str, status: int, **extra) -> JsonResponse:
+    return _json({"error": message, **extra}, status=status)
+
+
+def _user_json(user) -> dict | None:
+    return {"id": user.pk, "username": user.get_username(), "name": user.get_full_name()} if user else None
+
+
+def demand_json(demand: Demand) -> dict:
+    return {
+        "pk": demand.pk,
+        "id": demand.message_id,
+        "source": demand.source,
+        "type": demand.type,
+        "content": demand.content,
+        "timestamp": demand.occurred_at.isoformat(),
+        "priority": demand.priority,
+        "status": demand.status,
+        "tags": demand.tags,
+        "category": demand.category,
+        "extra": demand.extra,
+        "assignee": _user_json(demand.assignee),
+        "team": {"id": demand.team.pk, "name": demand.team.name} if demand.team else None,
+        "group": demand.group_id,
+        "duplicate_of": demand.duplicate_of_id,
+        "version": demand.version,
+        "kafka": {
+            "topic": demand.kafka_topic,
+            "partition": demand.kafka_partition,
+            "offset": demand.kafka_offset,
+            "timestamp": demand.kafka_timestamp.isoformat() if demand.kafka_timestamp else None,
+        },
+        "received_at": demand.received_at.isoformat(),
+        "updated_at": demand.updated_at.isoformat(),
+    }
+
+
+def event_json(event) -> dict:
+    return {
+        "id": event.pk,
+        "kind": event.kind,
+        "actor": _user_json(event.actor),
+        "rule": {"id": event.rule_id, "name": event.rule.name} if event.rule_id and event.rule else None,
+        "old": event.old_value,
+        "new": event.new_value,
+        "body": event.body,
+        "at": event.created_at.isoformat(),
+    }
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@require_GET
+@api_staff_required
+def demand_list(request: HttpRequest) -> JsonResponse:
+    problems = selectors.DemandFilters.errors(request.GET)
+    if problems:
+        return _error("; ".join(problems), 400)
+    filters = selectors.DemandFilters.from_params(request.GET, user=request.user)
+    limit = _int(request.GET["limit"]) if "limit" in request.GET else 50
+    if limit is None or not 1 <= limit <= API_MAX_LIMIT:
+        return _error(f"limit must be an integer from 1 to {API_MAX_LIMIT}", 400)
+    before = request.GET.get("before") or None
+    if before is not None and not before.replace(":", "").isdigit():
+        return _error("before must be the cursor from a previous page's next link", 400)
+    page = selectors.demand_page(filters=filters, before=before, limit=limit)
+    count, exact = selectors.demand_count(filters=filters)
+    next_url = None
+    if page.next_cursor:
+        next_url = request.build_absolute_uri("?" + filters.query_string(before=page.next_cursor, limit=limit))
+    return _json({"count": count, "count_is_exact": exact, "next": next_url, "results": [demand_json(d) for d in page.items]})
+
+
+def _get_demand(pk: int):
+    try:
+        return selectors.demand_get(pk=pk)
+    except Demand.DoesNotExist:
+        return None
+
+
+@require_http_methods(["GET", "PATCH"])
+@api_staff_required
+def demand_detail(request: HttpRequest, pk: int) -> JsonResponse:
+    """GET one demand; PATCH {"status", "priority", "assignee", "team", "version"} to triage it.
+
+    assignee/team: a user id or username / a team id or name, or null to clear. "version" (from a
+    GET) makes the change fail with 409 if someone changed the demand meanwhile.
+    """
+    demand = _get_demand(pk)
+    if demand is None:
+        return _error("not found", 404)
+    if request.method == "GET":
+        return _json(demand_json(demand))
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError as exc:
+        return _error(f"body is not valid JSON: {exc}", 400)
+    if not isinstance(body, dict) or not body.keys() & {"status", "priority", "assignee", "team"}:
+        return _error("send a JSON object with at least one of status, priority, assignee, team", 400)
+    version = body.get("version")
+    if version is not None and _int(version) is None:
+        return _error("version must be an integer", 400)
+    try:
+        with transaction.atomic():  # several fields: all or nothing (the services nest as savepoints)
+            _patch(request, demand, body, version)
+    except PermissionDenied as exc:
+        return _error(str(exc) or "you cannot change demands", 403)
+    except services.ConflictError as exc:
+        return _error(str(exc), 409)
+    except services.TriageError as exc:
+        return _error(str(exc), 400)
+    return _json(demand_json(selectors.demand_get(pk=pk)))
+
+
+class _BadRequest(services.TriageError):
+    pass
+
+
+def _patch(request, demand, body, version) -> None:
+    """Apply the PATCH's fields through the services; each passes the version the previous set."""
+    if "assignee" in body or "team" in body:
+        assignee, team = demand.assignee, demand.team
+        if "assignee" in body:
+            assignee = _find_user(body["assignee"])
+            if body["assignee"] is not None and assignee is None:
+                raise _BadRequest(f"no active staff member {body['assignee']!r}")
+        if "team" in body:
+            team = _find_team(body["team"])
+            if body["team"] is not None and team is None:
+                raise _BadRequest(f"no team {body['team']!r}")
+        demand = services.demand_assign(
+            demand=demand, assignee=assignee, team=team, actor=request.user, expected_version=_int(version)
+        )
+        version = demand.version if version is not None else None
+    if "priority" in body:
+        demand = services.demand_set_priority(
+            demand=demand, priority=str(body["priority"]), actor=request.user, expected_version=_int(version)
+        )
+        version = demand.version if version is not None else None
+    if "status" in body:
+        services.demand_change_status(demand=demand, status=str(body["status"]), actor=request.user, expected_version=_int(version))
+
+
+def _find_user(value):
+    if value is None:
+        return None
+    users = get_user_model().objects.filter(is_active=True, is_staff=True)
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return users.filter(pk=int(value)).first()
+    return users.filter(username=str(value)).first()
+
+
+def _find_team(value):
+    if value is None:
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return Team.objects.filter(pk=int(value)).first()
+    return Team.objects.filter(name=str(value)).first()
+
+
+@require_GET
+@api_staff_required
+def demand_history(request: HttpRequest, pk: int) -> JsonResponse:
+    demand = _get_demand(pk)
+    if demand is None:
+        return _error("not found", 404)
+    return _json({"results": [event_json(event) for event in selectors.demand_history(demand=demand)]})
+
+
+@require_POST
+@api_staff_required
+def demand_comment(request: HttpRequest, pk: int) -> JsonResponse:
+    demand = _get_demand(pk)
+    if demand is None:
+        return _error("not found", 404)
+    try:
+        body = json.loads(request.body or b"{}")
+    except ValueError as exc:
+        return _error(f"body is not valid JSON: {exc}", 400)
+    if not isinstance(body, dict) or not isinstance(body.get("body"), str):
+        return _error('send {"body": "comment text"}', 400)
+    try:
+        event = services.demand_comment(demand=demand, body=body["body"], actor=request.user)
+    except PermissionDenied as exc:
+        return _error(str(exc) or "you cannot change demands", 403)
+    except services.TriageError as exc:
+        return _error(str(exc), 400)
+    return _json(event_json(event), status=201)

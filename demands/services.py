@@ -1,0 +1,296 @@
+"""Every state change of a demand. Views, the API, the admin, bulk actions and alert rules call these.
+
+Each service locks the demand row, refuses a stale `expected_version` (two people changing the
+same demand: the second is told instead of silently overwriting), writes the change and one
+history entry, and broadcasts after the transaction committed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from . import live
+from .models import (
+    CLOSED_STATUSES,
+    TRANSITIONS,
+    Demand,
+    DemandEvent,
+    Notification,
+    Priority,
+    Status,
+    Team,
+)
+
+User = get_user_model()
+MAX_COMMENT_CHARS = 10_000
+
+
+class TriageError(Exception):
+    """A change that cannot be made; the message is shown to the user as is."""
+
+
+class InvalidTransition(TriageError):
+    pass
+
+
+class ConflictError(TriageError):
+    """The demand changed since the user loaded it."""
+
+
+def can_triage(user) -> bool:
+    return bool(
+        user is not None
+        and user.is_authenticated
+        and user.is_active
+        and user.is_staff
+        and (user.is_superuser or user.has_perm("demands.triage_demand"))
+    )
+
+
+def _check_actor(actor) -> None:
+    # actor None means the system (a rule or an alert); a person must be a triager.
+    if actor is not None and not can_triage(actor):
+        raise PermissionDenied(_("You can look at demands but not change them."))
+
+
+def _display_name(user) -> str:
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+def _locked(demand: Demand, expected_version: int | None) -> Demand:
+    current = Demand.objects.select_for_update().get(pk=demand.pk)
+    if expected_version is not None and current.version != expected_version:
+        last = current.events.exclude(kind=DemandEvent.Kind.COMMENT).select_related("actor").last()
+        who = _display_name(last.actor) if last and last.actor else _("someone else")
+        raise ConflictError(
+            _("Demand #%(pk)s was changed meanwhile by %(who)s. Reload to see the change, then try again.")
+            % {"pk": current.pk, "who": who}
+        )
+    return current
+
+
+def _touch(demand: Demand, now) -> list[str]:
+    demand.version += 1
+    demand.updated_at = now
+    fields = ["version", "updated_at"]
+    if demand.first_action_at is None:
+        demand.first_action_at = now
+        fields.append("first_action_at")
+    return fields
+
+
+def _after_commit(demand: Demand, events: list[DemandEvent], notified: list[Notification] = ()) -> None:
+    pk, event_ids, notification_ids = demand.pk, [e.pk for e in events], [n.pk for n in notified]
+    transaction.on_commit(lambda: live.broadcast_demand_changed(pk, event_ids=event_ids, notification_ids=notification_ids))
+
+
+def _record(demand: Demand, kind: str, actor, old: str, new: str, *, body: str = "", rule=None) -> DemandEvent:
+    return DemandEvent.objects.create(
+        demand=demand, kind=kind, actor=actor, rule=rule, old_value=str(old)[:200], new_value=str(new)[:200], body=body
+    )
+
+
+@transaction.atomic
+def demand_change_status(*, demand: Demand, status: str, actor, expected_version: int | None = None) -> Demand:
+    _check_actor(actor)
+    if status not in Status.values:
+        raise TriageError(_("Unknown status “%(status)s”.") % {"status": status})
+    demand = _locked(demand, expected_version)
+    if demand.status == status:
+        return demand
+    if status not in TRANSITIONS[demand.status]:
+        raise InvalidTransition(
+            _("A %(old)s demand cannot become %(new)s.")
+            % {"old": Status(demand.status).label, "new": Status(status).label}
+        )
+    if status == Status.DUPLICATE and demand.duplicate_of_id is None:
+        raise InvalidTransition(_("Mark a demand as a duplicate by naming the demand it duplicates."))
+    now = timezone.now()
+    old = demand.status
+    demand.status = status
+    fields = ["status", *_touch(demand, now)]
+    if status in CLOSED_STATUSES:
+        demand.resolved_at = now
+        fields.append("resolved_at")
+    elif demand.resolved_at is not None:  # reopened
+        demand.resolved_at = None
+        fields.append("resolved_at")
+    if old == Status.DUPLICATE and status != Status.DUPLICATE:
+        demand.duplicate_of = None
+        fields.append("duplicate_of")
+    demand.save(update_fields=fields)
+    event = _record(demand, DemandEvent.Kind.STATUS, actor, old, status)
+    _after_commit(demand, [event])
+    return demand
+
+
+@transaction.atomic
+def demand_set_priority(*, demand: Demand, priority: str, actor, expected_version: int | None = None) -> Demand:
+    _check_actor(actor)
+    if priority not in Priority.values:
+        raise TriageError(_("Unknown priority “%(priority)s”.") % {"priority": priority})
+    demand = _locked(demand, expected_version)
+    if demand.priority == priority:
+        return demand
+    old = demand.priority
+    demand.priority = priority
+    demand.save(update_fields=["priority", *_touch(demand, timezone.now())])
+    event = _record(demand, DemandEvent.Kind.PRIORITY, actor, old, priority)
+    _after_commit(demand, [event])
+    return demand
+
+
+@transaction.atomic
+def demand_assign(
+    *, demand: Demand, assignee=None, team: Team | None = None, actor, expected_version: int | None = None
+) -> Demand:
+    """Set who owns the demand: a person, a team, both, or nobody (both None)."""
+    _check_actor(actor)
+    if assignee is not None and not (assignee.is_active and assignee.is_staff):
+        raise TriageError(_("Demands can only be assigned to active staff members."))
+    demand = _locked(demand, expected_version)
+    events, notified = [], []
+    now = timezone.now()
+    fields: list[str] = []
+    if demand.assignee_id != (assignee.pk if assignee else None):
+        old = _display_name(demand.assignee)
+        demand.assignee = assignee
+        fields.append("assignee")
+        events.append(_record(demand, DemandEvent.Kind.ASSIGNMENT, actor, old, _display_name(assignee)))
+        if assignee is not None and assignee != actor:
+            notified.append(_notify(assignee, demand, actor, _("assigned demand #%(pk)s to you") % {"pk": demand.pk}))
+    if demand.team_id != (team.pk if team else None):
+        old = demand.team.name if demand.team else ""
+        demand.team = team
+        fields.append("team")
+        events.append(_record(demand, DemandEvent.Kind.TEAM, actor, old, team.name if team else ""))
+        if team is not None:
+            for member in team.members.filter(is_active=True).exclude(pk=getattr(actor, "pk", None)):
+                if assignee is None or member.pk != assignee.pk:
+                    notified.append(
+                        _notify(member, demand, actor, _("assigned demand #%(pk)s to your team %(team)s") % {"pk": demand.pk, "team": team.name})
+                    )
+    if not fields:
+        return demand
+    demand.save(update_fields=[*fields, *_touch(demand, now)])
+    _after_commit(demand, events, notified)
+    return demand
+
+
+def _notify(user, demand: Demand, actor, what: str) -> Notification:
+    who = _display_name(actor) if actor else _("A rule")
+    return Notification.objects.create(user=user, demand=demand, text=f"{who} {what}: {demand.content[:120]}")
+
+
+@transaction.atomic
+def demand_comment(*, demand: Demand, body: str, actor) -> DemandEvent:
+    _check_actor(actor)
+    body = (body or "").strip()
+    if not body:
+        raise TriageError(_("A comment cannot be empty."))
+    if len(body) > MAX_COMMENT_CHARS:
+        raise TriageError(_("A comment can have at most %(n)s characters.") % {"n": MAX_COMMENT_CHARS})
+    demand = Demand.objects.select_for_update().get(pk=demand.pk)
+    event = _record(demand, DemandEvent.Kind.COMMENT, actor, "", "", body=body)
+    notified = []
+    if demand.assignee_id and demand.assignee_id != getattr(actor, "pk", None):
+        notified.append(_notify(demand.assignee, demand, actor, _("commented on demand #%(pk)s") % {"pk": demand.pk}))
+    fields = ["updated_at"]
+    demand.updated_at = timezone.now()
+    if demand.first_action_at is None:
+        demand.first_action_at = demand.updated_at
+        fields.append("first_action_at")
+    demand.save(update_fields=fields)  # a comment does not bump the version: it overwrites nothing
+    _after_commit(demand, [event], notified)
+    return event
+
+
+@transaction.atomic
+def demand_mark_duplicate(*, demand: Demand, original: Demand, actor, expected_version: int | None = None) -> Demand:
+    _check_actor(actor)
+    if original.pk == demand.pk:
+        raise TriageError(_("A demand cannot duplicate itself."))
+    if _duplicates_chain_reaches(original, demand.pk):
+        raise TriageError(_("Demand #%(pk)s is already a duplicate of this one.") % {"pk": original.pk})
+    demand = _locked(demand, expected_version)
+    if demand.is_closed and demand.status != Status.DUPLICATE:
+        raise InvalidTransition(_("Reopen the demand before marking it as a duplicate."))
+    old_status, old_original = demand.status, demand.duplicate_of_id
+    demand.duplicate_of = original
+    demand.status = Status.DUPLICATE
+    now = timezone.now()
+    demand.resolved_at = now
+    demand.save(update_fields=["duplicate_of", "status", "resolved_at", *_touch(demand, now)])
+    events = [_record(demand, DemandEvent.Kind.DUPLICATE, actor, f"#{old_original}" if old_original else "", f"#{original.pk}")]
+    if old_status != Status.DUPLICATE:
+        events.append(_record(demand, DemandEvent.Kind.STATUS, actor, old_status, Status.DUPLICATE))
+    _after_commit(demand, events)
+    return demand
+
+
+def _duplicates_chain_reaches(original: Demand, pk: int, limit: int = 100) -> bool:
+    """Whether following original → its original → … reaches `pk` (which would make a cycle)."""
+    seen, current = set(), original.duplicate_of_id
+    while current is not None and current not in seen and len(seen) < limit:
+        if current == pk:
+            return True
+        seen.add(current)
+        current = Demand.objects.filter(pk=current).values_list("duplicate_of_id", flat=True).first()
+    return False
+
+
+UNCHANGED = object()  # bulk assignment: leave this field as each demand has it
+
+
+@dataclass
+class BulkResult:
+    changed: list[int] = field(default_factory=list)
+    failed: dict[int, str] = field(default_factory=dict)
+
+
+def demand_bulk_update(
+    *,
+    demand_ids: list[int],
+    actor,
+    status: str | None = None,
+    priority: str | None = None,
+    assign: bool = False,
+    assignee=None,
+    team=UNCHANGED,
+) -> BulkResult:
+    """Apply one change to many demands, each in its own transaction through the single services
+    above; a demand that cannot take the change (invalid transition…) is reported, not fatal."""
+    _check_actor(actor)
+    result = BulkResult()
+    found = Demand.objects.filter(pk__in=demand_ids).order_by("pk")
+    for pk in sorted(set(demand_ids) - set(found.values_list("pk", flat=True))):
+        result.failed[pk] = _("No such demand.")
+    for demand in found:
+        try:
+            if status:
+                demand = demand_change_status(demand=demand, status=status, actor=actor)
+            if priority:
+                demand = demand_set_priority(demand=demand, priority=priority, actor=actor)
+            if assign:
+                demand = demand_assign(
+                    demand=demand, assignee=assignee, team=demand.team if team is UNCHANGED else team, actor=actor
+                )
+            result.changed.append(demand.pk)
+        except TriageError as exc:
+            result.failed[demand.pk] = str(exc)
+    return result
+
+
+def notification_mark_read(*, user, notification_ids: list[int] | None = None) -> int:
+    unread = Notification.objects.filter(user=user, read_at__isnull=True)
+    if notification_ids is not None:
+        unread = unread.filter(pk__in=notification_ids)
+    return unread.update(read_at=timezone.now())
