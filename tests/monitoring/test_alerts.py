@@ -12,7 +12,7 @@ from demands.monitoring import alerts
 from demands.monitoring.alerts import alert_acknowledge, evaluate_rules, silence_create, silence_expire
 from demands.monitoring.flow import add_flow, floor_minute
 from demands.monitoring.lag import PartitionLag, record_lag
-from demands.monitoring.models import Alert, AlertDelivery, AlertRule, ConsumerHeartbeat
+from demands.monitoring.models import Alert, AlertRule, ConsumerHeartbeat
 
 from .conftest import make_demand, make_rule
 
