@@ -180,6 +180,8 @@ INGEST_CORS_ALLOWED_ORIGINS = env_list("INGEST_CORS_ALLOWED_ORIGINS", "")
 DEMANDS_PAGE_SIZE = 50
 # Rows kept on a live list page; older ones drop off the bottom (the pager reaches them).
 DEMANDS_LIVE_MAX_ROWS = 200
+# Rows rendered per broadcast batch; pages fetch the rest of a burst themselves.
+DEMANDS_LIVE_BATCH_ROWS = 50
 
 LOGGING = {
     "version": 1,
