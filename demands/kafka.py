@@ -86,10 +86,15 @@ def produce_demand(producer: Producer, demand: dict, *, topic: str | None = None
         producer.poll(0)
 
 
+_MAX_TIMESTAMP_MS = int(datetime(9999, 12, 30, tzinfo=dt_timezone.utc).timestamp() * 1000)
+
+
 def _record_from(message: Message) -> IncomingMessage:
     kind, millis = message.timestamp()
     timestamp = None
-    if kind != 0 and millis is not None and millis >= 0:  # 0 = TIMESTAMP_NOT_AVAILABLE
+    if kind != 0 and millis is not None and 0 <= millis <= _MAX_TIMESTAMP_MS:  # 0 = TIMESTAMP_NOT_AVAILABLE
+        # Producers set CreateTime; brokers before Kafka 3.6 accept any value by default, and
+        # one past year 9999 would otherwise crash the loop on every restart.
         timestamp = datetime.fromtimestamp(millis / 1000, tz=dt_timezone.utc)
     return IncomingMessage(
         topic=message.topic(),
