@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import rules as rules_module
 from . import services
+from .login_throttle import ThrottledAdminAuthenticationForm
 from .models import (
     Demand,
     DemandEvent,
@@ -226,3 +227,7 @@ class RejectedMessageAdmin(admin.ModelAdmin):
     readonly_fields = ("topic", "partition", "offset", "kafka_timestamp", "key", "payload_text", "reason", "received_at")
     exclude = ("payload",)
     show_full_result_count = False
+
+
+# The admin has its own login page: throttle it like the dashboard's, with the same counter.
+admin.site.login_form = ThrottledAdminAuthenticationForm
