@@ -361,3 +361,17 @@ def test_every_post_form_carries_the_token_and_htmx_sends_it_too(django_user_mod
         assert 'name="csrfmiddlewaretoken"' in body
     if page != "/login/":
         assert re.search(r"<body hx-headers='\{\"X-CSRFToken\": \"[^\"]+\"\}'>", html)
+
+
+@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/", "/\\evil.example", "javascript:alert(1)"])
+def test_next_parameters_never_redirect_off_site(django_user_model, target):
+    world = build_world(django_user_model, "triager")
+    client = client_for(world)
+    for url, data in [("/preferences/", {"language": "en", "next": target}), ("/notifications/read/", {"next": target})]:
+        location = client.post(url, data)["Location"]
+        assert location.startswith("/") and not location.startswith(("//", "/\\")), url
+    world.user.set_password("pw-triager-123")
+    world.user.save()
+    client.logout()
+    location = client.post(f"/login/?next={target}", {"username": "triager", "password": "pw-triager-123"})["Location"]
+    assert location == "/demands/"
