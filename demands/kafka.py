@@ -156,7 +156,15 @@ class ConsumeLoop:
         return self._stop.is_set()
 
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)  # back-off that a stop request cuts short
+        """Back-off that a stop request cuts short. Not Event.wait(): that holds the event's lock
+        for a moment, and SIGTERM's handler (stop() → Event.set(), same thread) landing in that
+        moment would wait for the lock forever. Short sleeps and a lock-free is_set() cannot."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.1))
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:

@@ -1,6 +1,8 @@
 """The consume loop under outages and odd records, with simulated time (the real processes are in
 tests/integration/test_faults.py, marked slow)."""
 
+import threading
+
 import pytest
 from django.conf import settings
 from django.db import OperationalError
@@ -66,3 +68,12 @@ def test_a_record_with_a_kafka_timestamp_past_year_9999_is_stored_without_it(mon
     demand = Demand.objects.get()
     assert demand.kafka_timestamp is None
     assert holder["consumer"].commits == [{("demand-topic", 0): 1}]
+
+
+def test_back_off_ends_when_a_stop_is_requested():
+    loop = kafka.ConsumeLoop(topics=["demand-topic"], group="g", create_topics=False)
+    sleeper = threading.Thread(target=loop._sleep, args=(3600,))
+    sleeper.start()
+    loop.stop()  # what the SIGTERM handler does
+    sleeper.join(timeout=10)
+    assert not sleeper.is_alive()
