@@ -7,6 +7,12 @@ from demands import login_throttle
 
 pytestmark = pytest.mark.django_db
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Many sign-ins per test: the default PBKDF2 work factor would make these the suite's slowest.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 # Documentation addresses (RFC 5737): only REMOTE_ADDR strings in the request, no traffic.
 HOME, ELSEWHERE = "203.0.113.7", "203.0.113.99"
 

@@ -78,4 +78,4 @@ async def test_a_forged_or_expired_session_cookie_is_anonymous(django_user_model
 async def test_unknown_websocket_paths_are_refused():
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/admin/")
     with pytest.raises(ValueError, match="No route found"):
-        await communicator.connect(timeout=5)
+        await communicator.connect(timeout=1)
