@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-sqlite test-postgres services services-kafka stop venv clean bench
+.PHONY: run test test-sqlite test-postgres test-slow services services-kafka stop venv clean bench
 
 venv: $(STAMP)
 
@@ -35,18 +35,24 @@ run: services-kafka
 	$(PY) manage.py run_dashboard $(RUN_ARGS)
 
 ## The whole suite: on PostgreSQL (production's database) and on SQLite (the embedded default),
-## both against the real Kafka broker.
+## both against the real Kafka broker; then, once, the slow fault and scale-out tests.
 test: services-kafka
-	services/up.sh postgres
-	$(MAKE) --no-print-directory test-postgres test-sqlite
+	services/up.sh postgres redis
+	$(MAKE) --no-print-directory test-postgres test-sqlite test-slow
 
 test-postgres: venv
 	@echo "== test suite on PostgreSQL =="
-	DATABASE_URL=$$(services/postgres.sh url) $(PY) -m pytest $(PYTEST_ARGS)
+	DATABASE_URL=$$(services/postgres.sh url) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-sqlite: venv
 	@echo "== test suite on SQLite =="
-	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
+	env -u DATABASE_URL $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+## Real consume_demands/daphne processes killed, restarted and scaled out; their own PostgreSQL
+## and Kafka for the outages (the shared ones are never stopped). A few minutes.
+test-slow: venv
+	@echo "== slow fault and scale-out tests =="
+	env -u DATABASE_URL $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache

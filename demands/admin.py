@@ -10,6 +10,7 @@ from django.utils.translation import gettext_lazy as _
 from . import rules as rules_module
 from . import services
 from .ingest_admin import discard_selected, replay_selected  # also registers SourceApiKey
+from .login_throttle import ThrottledAdminAuthenticationForm
 from .models import (
     Demand,
     DemandEvent,
@@ -233,3 +234,5 @@ class RejectedMessageAdmin(admin.ModelAdmin):
 
 
 from .monitoring import admin as _monitoring_admin  # noqa: E402,F401  (monitoring and alerting, issue 4)
+# The admin has its own login page: throttle it like the dashboard's, with the same counter.
+admin.site.login_form = ThrottledAdminAuthenticationForm

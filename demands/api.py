@@ -125,6 +125,8 @@ def demand_detail(request: HttpRequest, pk: int) -> JsonResponse:
         return _json(demand_json(demand))
     try:
         body = json.loads(request.body or b"{}")
+    except RecursionError:
+        return _error("body is not valid JSON: nested too deeply", 400)
     except ValueError as exc:
         return _error(f"body is not valid JSON: {exc}", 400)
     if not isinstance(body, dict) or not body.keys() & {"status", "priority", "assignee", "team"}:
@@ -207,6 +209,8 @@ def demand_comment(request: HttpRequest, pk: int) -> JsonResponse:
         return _error("not found", 404)
     try:
         body = json.loads(request.body or b"{}")
+    except RecursionError:
+        return _error("body is not valid JSON: nested too deeply", 400)
     except ValueError as exc:
         return _error(f"body is not valid JSON: {exc}", 400)
     if not isinstance(body, dict) or not isinstance(body.get("body"), str):

@@ -70,7 +70,7 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
         try:
             data = json.loads(text_data or "{}")
             after = int(data["resume_after"])
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):
             return  # not a resume request: nothing else is accepted from the page
         rows = await self._rows_after(after)
         if rows:

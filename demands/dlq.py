@@ -58,8 +58,10 @@ def rejected_message_get(*, pk: int) -> RejectedMessage:
 def payload_pretty(text: str) -> tuple[str, bool]:
     """(text to show, is_json): JSON indented for reading and editing; anything else as it is."""
     try:
-        return json.dumps(json.loads(text), ensure_ascii=False, indent=2), True
-    except (ValueError, RecursionError):
+        pretty = json.dumps(json.loads(text), ensure_ascii=False, indent=2)
+        pretty.encode("utf-8")  # a lone surrogate (legal as a JSON escape) cannot go on the page
+        return pretty, True
+    except (ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
         return text, False
 
 

@@ -339,4 +339,6 @@ def _record_rule_changes(created: list[NewDemand], changes: dict[int, list[RuleC
 def _key_text(key: bytes | None) -> str:
     if key is None:
         return ""
-    return bytes(key)[:1000].decode("utf-8", errors="replace")
+    # Keys are arbitrary bytes; a text column takes neither invalid UTF-8 nor (PostgreSQL) NUL,
+    # and one such key must not fail the whole batch over and over.
+    return bytes(key)[:1000].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

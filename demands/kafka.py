@@ -97,10 +97,15 @@ def produce_demand(producer: Producer, demand: dict, *, topic: str | None = None
         producer.poll(0)
 
 
+_MAX_TIMESTAMP_MS = int(datetime(9999, 12, 30, tzinfo=dt_timezone.utc).timestamp() * 1000)
+
+
 def _record_from(message: Message) -> IncomingMessage:
     kind, millis = message.timestamp()
     timestamp = None
-    if kind != 0 and millis is not None and millis >= 0:  # 0 = TIMESTAMP_NOT_AVAILABLE
+    if kind != 0 and millis is not None and 0 <= millis <= _MAX_TIMESTAMP_MS:  # 0 = TIMESTAMP_NOT_AVAILABLE
+        # Producers set CreateTime; brokers before Kafka 3.6 accept any value by default, and
+        # one past year 9999 would otherwise crash the loop on every restart.
         timestamp = datetime.fromtimestamp(millis / 1000, tz=dt_timezone.utc)
     return IncomingMessage(
         topic=message.topic(),
@@ -171,7 +176,15 @@ class ConsumeLoop:
         return self._stop.is_set()
 
     def _sleep(self, seconds: float) -> None:
-        self._stop.wait(seconds)  # back-off that a stop request cuts short
+        """Back-off that a stop request cuts short. Not Event.wait(): that holds the event's lock
+        for a moment, and SIGTERM's handler (stop() → Event.set(), same thread) landing in that
+        moment would wait for the lock forever. Short sleeps and a lock-free is_set() cannot."""
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.1))
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:

@@ -15,7 +15,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 MAX_MESSAGE_BYTES = 1024 * 1024
 MAX_CONTENT_CHARS = 20_000
@@ -24,6 +24,11 @@ MAX_NAME_CHARS = 64
 MAX_TAGS = 20
 MAX_TAG_CHARS = 50
 MAX_NESTING = 32
+MAX_REASON_CHARS = 500
+# Timestamps a demand may carry: the UTC value must stay a day inside Python's year 1–9999 range,
+# so storing it (SQLite converts to UTC) and showing it in any time zone never overflows.
+EARLIEST_TIMESTAMP = datetime(1, 1, 2, tzinfo=timezone.utc)
+LATEST_TIMESTAMP = datetime(9999, 12, 30, tzinfo=timezone.utc)
 
 PRIORITIES = ("urgent", "high", "normal", "low")
 # Names sources commonly use for the same four levels.
@@ -51,8 +56,18 @@ class InvalidMessage(ValueError):
     """The message cannot become a demand; `reason` says why in words staff can act on."""
 
     def __init__(self, reason: str):
+        reason = _storable_reason(reason)
         super().__init__(reason)
         self.reason = reason
+
+
+def _storable_reason(reason: str) -> str:
+    """Reasons quote field names from the message; they go into a text column and a Kafka header,
+    so a NUL or a lone surrogate there must not fail the batch, nor a huge key bloat the row."""
+    reason = reason.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[: MAX_REASON_CHARS - 1] + "…"
+    return reason
 
 
 @dataclass(slots=True)
@@ -79,10 +94,12 @@ def parse_demand(raw: bytes | str | None) -> DemandMessage:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InvalidMessage(f"message is not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
-    else:
+    elif isinstance(raw, str):
         text = raw
         if len(text) > MAX_MESSAGE_BYTES:
             raise InvalidMessage(f"message is longer than {MAX_MESSAGE_BYTES} characters")
+    else:
+        raise InvalidMessage(f"message value must be bytes or text, got {type(raw).__name__}")
     if not text.strip():
         raise InvalidMessage("message is empty")
     try:
@@ -210,6 +227,12 @@ def _timestamp(value: object) -> datetime:
         raise InvalidMessage(
             f"field 'timestamp' has no time zone; add Z or an offset (e.g. 2025-04-05T10:30:00Z): {value[:40]!r}"
         )
+    try:
+        in_range = EARLIEST_TIMESTAMP <= parsed <= LATEST_TIMESTAMP
+    except OverflowError:  # comparing converts to UTC, which can leave year 1–9999
+        in_range = False
+    if not in_range:
+        raise InvalidMessage(f"field 'timestamp' is out of range (years 0001–9999 in UTC): {value[:40]!r}")
     return parsed
 
 

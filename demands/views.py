@@ -25,12 +25,14 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
+from .login_throttle import ThrottledLoginMixin
 from .models import TRANSITIONS, Demand, Notification, Priority, SavedView, Status, Team, UserPreference
 
 
 
-class StaffAuthenticationForm(AuthenticationForm):
-    """Only staff may sign in: the dashboard holds other people's feedback and system internals."""
+class StaffAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
+    """Only staff may sign in: the dashboard holds other people's feedback and system internals.
+    Repeated failures for one username from one address are throttled (demands.login_throttle)."""
 
     error_messages = {
         **AuthenticationForm.error_messages,

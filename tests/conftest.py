@@ -51,7 +51,9 @@ def role(name: str):
 
     group, _ = Group.objects.get_or_create(name=name)
     if name == "Triagers":
-        group.permissions.add(Permission.objects.get(codename="triage_demand", content_type__app_label="demands"))
+        group.permissions.add(*Permission.objects.filter(
+            codename__in=["triage_demand", "change_rejectedmessage"], content_type__app_label="demands"
+        ))
     return group
 
 

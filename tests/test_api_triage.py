@@ -254,3 +254,20 @@ def test_history_of_an_unknown_demand_is_404(staff_client):
 
 def test_a_demand_without_changes_has_an_empty_history(staff_client, demand):
     assert staff_client.get(f"/api/demands/{demand.pk}/history/").json() == {"results": []}
+
+
+def test_a_deeply_nested_body_is_a_400_not_a_server_error(staff_client):
+    from demands.ingest import persist_batch
+    from demands.models import Demand
+
+    from .conftest import REFERENCE, record
+
+    persist_batch([record(REFERENCE, offset=0)])
+    pk = Demand.objects.get().pk
+    body = "[" * 100_000 + "]" * 100_000
+    for response in (
+        staff_client.patch(f"/api/demands/{pk}/", body, content_type="application/json"),
+        staff_client.post(f"/api/demands/{pk}/comments/", body, content_type="application/json"),
+    ):
+        assert response.status_code == 400
+        assert "nested too deeply" in response.json()["error"]

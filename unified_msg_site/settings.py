@@ -103,7 +103,17 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # Redis pub/sub ignores the database number in REDIS_URL: deployments (or test runs)
+            # sharing one Redis keep apart only by prefix.
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("REDIS_CHANNEL_PREFIX", "asgi")},
+        }
+    }
+    # One cache for every process, so the login throttle counts attempts across all daphne workers.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": os.environ.get("REDIS_CHANNEL_PREFIX", "asgi"),
         }
     }
 else:
@@ -138,9 +148,28 @@ STATIC_ROOT = BASE_DIR / "staticfiles"
 # daphne serves static files itself unless a front proxy does (SERVE_STATIC=0 then).
 SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
+# --- Security --------------------------------------------------------------------------------
+# With DJANGO_DEBUG=0 the site is HTTPS-only by default (`check --deploy` is clean); each
+# setting can be turned back with its variable, e.g. for a plain-HTTP benchmark.
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", "0" if DEBUG else "31536000"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+if not SECURE_HSTS_PRELOAD:
+    # Preloading is the domain owner's decision (made at hstspreload.org for the whole registrable
+    # domain), not this app's; W021 only says the site could not be submitted.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# Behind a proxy that terminates TLS, name the header it sets (and strips from clients), e.g.
+# DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO; without it every request looks like
+# plain HTTP and the SSL redirect would loop.
+if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = (os.environ["DJANGO_SECURE_PROXY_SSL_HEADER"], "https")
+# Failed sign-ins per username and client address before the login form refuses for the window.
+LOGIN_THROTTLE_FAILURES = int(os.environ.get("LOGIN_THROTTLE_FAILURES", "5"))
+LOGIN_THROTTLE_WINDOW = int(os.environ.get("LOGIN_THROTTLE_WINDOW", "900"))
 
 # --- Kafka -----------------------------------------------------------------------------------
 # Any librdkafka property can be passed as KAFKA_CONFIG_<PROPERTY> with dots as underscores,

@@ -133,7 +133,7 @@ def _type_source_of(payload: bytes | None) -> tuple[str, str]:
     """Best effort for a rejected message: its type and source if it is a JSON object that has them."""
     try:
         data = json.loads(payload or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, bad UTF-8, nested too deeply
         return ("", "")
     if not isinstance(data, dict):
         return ("", "")

@@ -170,7 +170,9 @@ def test_htmx_actions_swap_the_work_panel(dlq_client, delivery):
     assert "Discarded." in html
 
 
-def test_staff_without_the_permission_can_look_but_not_act(staff_client, delivery):
+def test_staff_without_the_permission_can_look_but_not_act(client, viewer_user, delivery):
+    staff_client = client
+    staff_client.force_login(viewer_user)  # staff, not a triager: no change permission on rejected messages
     rejected = reject(b"{bad")
     html = staff_client.get(f"/rejected/{rejected.pk}/").content.decode()
     assert "Replay to Kafka" not in html
@@ -215,3 +217,17 @@ def test_an_older_row_at_the_replay_coordinates_is_not_taken_for_the_outcome(sta
     dlq.rejected_message_replay(rejected=rejected, actor=staff_user, payload='{"id": "x"}')
     assert (rejected.replay_partition, rejected.replay_offset) == (old.partition, old.offset)  # the recorder's
     assert dlq.replay_outcome(rejected=rejected).pending
+
+
+def test_a_payload_with_a_lone_surrogate_escape_is_shown_as_sent_not_decoded():
+    from demands.dlq import payload_pretty
+
+    text, is_json = payload_pretty('{"content": "\\ud921"}')
+    assert (text, is_json) == ('{"content": "\\ud921"}', False)
+    text.encode("utf-8")
+
+
+def test_triagers_work_the_dead_letter_queue(staff_client, delivery):
+    rejected = reject(b"{bad")
+    assert staff_client.post(f"/rejected/{rejected.pk}/discard/").status_code == 302
+    assert RejectedMessage.objects.get().status == Status.DISCARDED

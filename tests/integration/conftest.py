@@ -11,6 +11,8 @@ from django.conf import settings
 
 from demands.kafka import ConsumeLoop
 
+from .processes import SHARED_KAFKA, SHARED_PG_SERVER, PostgresServer, create_topic, delete_topic
+
 
 def pytest_collection_modifyitems(items):
     for item in items:
@@ -97,3 +99,49 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.1, running: R
             return
         time.sleep(interval)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+# -- the slow tests' real processes (tests/integration/processes.py) ---------------------------
+@pytest.fixture(scope="module")
+def shared_pg():
+    return PostgresServer(SHARED_PG_SERVER)
+
+
+@pytest.fixture(scope="module")
+def pg_template(shared_pg):
+    """One migrated database per module; each test gets a copy (CREATE DATABASE … TEMPLATE)."""
+    name = f"umsg_rel_tpl_{uuid.uuid4().hex[:8]}"
+    shared_pg.migrated_database(name)
+    yield name
+    shared_pg.drop_database(name)
+
+
+@pytest.fixture
+def pg_database(shared_pg, pg_template):
+    """A migrated database of its own on the shared PostgreSQL, for subprocesses to use."""
+    db = shared_pg.create_database(f"umsg_rel_{uuid.uuid4().hex[:8]}", template=pg_template)
+    yield db
+    db.drop()
+
+
+@pytest.fixture
+def new_topic():
+    made = []
+
+    def make(bootstrap: str = SHARED_KAFKA, partitions: int = 3) -> str:
+        name = create_topic(bootstrap, partitions=partitions)
+        made.append((bootstrap, name))
+        return name
+
+    yield make
+    for bootstrap, name in made:
+        delete_topic(bootstrap, name)
+
+
+@pytest.fixture
+def started():
+    """Every process a test starts; all ended (by pid) afterwards, whatever happened."""
+    started = []
+    yield started
+    for process in started:
+        process.kill()
