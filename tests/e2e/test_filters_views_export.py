@@ -7,6 +7,8 @@ import re
 
 from playwright.sync_api import expect
 
+from .conftest import wait_live
+
 
 def shown_ids(page) -> list[str]:
     return page.locator("#demand-rows tr[data-id]").evaluate_all("rows => rows.map(row => row.dataset.id)")
@@ -32,6 +34,7 @@ def test_filter_search_save_view_export_and_bulk_assign(pages, artifacts):
     # Filtering swapped the table with htmx; the tabs keep the filters, the CSV link exports them.
     expect(page.locator("nav.tabs a", has_text="Unassigned")).to_have_attribute("href", re.compile(r"search=kiwi.*assignee=none|assignee=none.*search=kiwi"))
     expect(page.get_by_role("link", name="Export CSV")).to_have_attribute("href", re.compile(r"search=kiwi"))
+    wait_live(page)  # the swapped table opened its own socket, with the new filters
     artifacts.shoot(page, "j3-filtered")
 
     # Export: the download holds exactly the filtered rows.
