@@ -115,7 +115,7 @@ def dashboard(artifacts, tmp_path_factory):
         yield server
     finally:
         server.stop()
-        server.feed.delete_topics()
+        server.feed.delete_topics(group=server.group)
 
 
 @pytest.fixture(scope="session")

@@ -58,7 +58,7 @@ class Dashboard:
         self.log_path = log_path
         tag = uuid.uuid4().hex[:10]
         self.host_name = f"e2e-{tag}.localhost"
-        self.topic = f"e2e-{tag}"
+        self.topic = self.group = f"e2e-{tag}"
         self.dlq_topic = f"{self.topic}.dlq"
         # Inherit the broker settings (KAFKA_BOOTSTRAP_SERVERS, KAFKA_CONFIG_*); never a shared
         # database or channel layer: this process is the embedded default, on its own file.
@@ -67,7 +67,7 @@ class Dashboard:
             "DATABASE_URL": f"sqlite:///{self.db_path}",
             "KAFKA_TOPICS": self.topic,
             "KAFKA_DLQ_TOPIC": self.dlq_topic,
-            "KAFKA_CONSUMER_GROUP": f"e2e-{tag}",
+            "KAFKA_CONSUMER_GROUP": self.group,
             "KAFKA_TOPIC_PARTITIONS": "3",
             "DJANGO_DEBUG": "1",
             # A host name only this process allows: readiness checks then cannot be answered by
@@ -189,9 +189,14 @@ class Feed:
         for future in admin.create_topics(topics).values():
             future.result(timeout=15)
 
-    def delete_topics(self) -> None:
+    def delete_topics(self, *, group: str) -> None:
+        """Leave nothing behind on the broker: the topics and the consumer group's offsets."""
         admin = AdminClient(self.config)
-        for future in admin.delete_topics([self.topic, f"{self.topic}.dlq"], operation_timeout=10).values():
+        futures = [
+            *admin.delete_topics([self.topic, f"{self.topic}.dlq"], operation_timeout=10).values(),
+            *admin.delete_consumer_groups([group], request_timeout=10).values(),
+        ]
+        for future in futures:
             try:
                 future.result(timeout=15)
             except Exception:  # best effort: a leftover test topic harms nothing
