@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import rules as rules_module
 from . import services
+from .ingest_admin import discard_selected, replay_selected  # also registers SourceApiKey
 from .models import (
     Demand,
     DemandEvent,
@@ -221,8 +222,14 @@ class UserPreferenceAdmin(admin.ModelAdmin):
 
 @admin.register(RejectedMessage)
 class RejectedMessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "topic", "partition", "offset", "reason", "received_at")
+    list_display = ("id", "topic", "partition", "offset", "reason", "received_at", "status", "handled_by")
+    list_filter = ("status",)
     search_fields = ("reason",)
-    readonly_fields = ("topic", "partition", "offset", "kafka_timestamp", "key", "payload_text", "reason", "received_at")
+    readonly_fields = ("topic", "partition", "offset", "kafka_timestamp", "key", "payload_text", "reason", "received_at",
+                       "status", "handled_by", "handled_at", "replay_payload", "replay_topic", "replay_partition", "replay_offset")
     exclude = ("payload",)
+    actions = [replay_selected, discard_selected]
     show_full_result_count = False
+
+
+from .monitoring import admin as _monitoring_admin  # noqa: E402,F401  (monitoring and alerting, issue 4)

@@ -85,8 +85,8 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
         if self.demand_pk is not None:
             return
         rows = [row["html"] for row in event["rows"] if self.filters.matches(row)]
-        if rows:
-            await self.send(text_data=live.wrap_rows(rows))
+        if rows or event.get("more"):
+            await self.send(text_data=live.wrap_rows(rows, more=event.get("more", False)))
 
     async def demands_changed(self, event):
         if self.demand_pk is not None:

@@ -14,6 +14,14 @@ The consume loop (`ConsumeLoop`) is what `consume_demands` and the embedded dash
   non-zero and its supervisor restarts it (and Kafka re-delivers from the last commit).
 - `stop()` (SIGTERM/SIGINT in the command) finishes the current batch, commits, and closes the
   consumer, which leaves the group at once so its partitions move without waiting for a timeout.
+- Poison-pill guard: when more than `max_reject_ratio` of the last `reject_window` records were
+  rejected, the batch that crossed the line is rolled back (nothing stored, dead-lettered or
+  committed) and the loop raises RejectRatioExceeded — so a broken release or schema change
+  stops the consumer instead of dead-lettering the whole stream. Fix, restart, and Kafka
+  re-delivers from the last commit. The window is seeded at start from what the database last
+  stored (demands and open rejections), so a supervisor restarting a broken consumer does not get
+  a fresh allowance each time; and only a batch that itself has rejections can trip the guard, so
+  a fixed consumer is never stopped by that history.
 """
 
 from __future__ import annotations
@@ -22,16 +30,19 @@ import json
 import logging
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone as dt_timezone
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import close_old_connections, connections, transaction
 
 from . import live
 from .ingest import BatchResult, IncomingMessage, persist_batch
+from .monitoring.heartbeat import consumer_heartbeat
+from .models import Demand, RejectedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +116,10 @@ class ConsumerFailed(RuntimeError):
     """Too many consecutive failures: the process should exit non-zero and be restarted."""
 
 
+class RejectRatioExceeded(ConsumerFailed):
+    """Too many recent records rejected: probably broken code or schema, not bad input. Not retried."""
+
+
 class ConsumeLoop:
     def __init__(
         self,
@@ -122,6 +137,8 @@ class ConsumeLoop:
         consumer_factory: Callable[[dict], Consumer] = Consumer,
         producer_factory: Callable[[], Producer] = make_producer,
         create_topics: bool = True,
+        max_reject_ratio: float | None = None,
+        reject_window: int | None = None,
     ):
         self.topics = topics or list(settings.KAFKA_TOPICS)
         self.group = group or settings.KAFKA_CONSUMER_GROUP
@@ -136,6 +153,9 @@ class ConsumeLoop:
         self.consumer_factory = consumer_factory
         self.producer_factory = producer_factory
         self.create_topics = create_topics
+        self.max_reject_ratio = max_reject_ratio if max_reject_ratio is not None else settings.CONSUMER_MAX_REJECT_RATIO
+        self.reject_window = reject_window if reject_window is not None else settings.CONSUMER_REJECT_WINDOW
+        self._recent_rejects: deque[bool] = deque(maxlen=max(self.reject_window, 1))
         self._stop = threading.Event()
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
@@ -170,13 +190,16 @@ class ConsumeLoop:
         self._consumer = self.consumer_factory({**config, "logger": logger})
         self._producer = self.producer_factory() if self.dlq_topic else None
         self._consumer.subscribe(self.topics)
+        self._seed_reject_window()
         logger.info(
             "consuming %s as group %s (batch %d / %.2fs)", ",".join(self.topics), self.group, self.batch_size, self.batch_timeout
         )
         last_stats = time.monotonic()
         window = {"created": 0, "rejected": 0, "duplicates": 0}
+        heartbeat = consumer_heartbeat(self)  # monitoring: liveness row and /metrics
         try:
             while not self.stopping:
+                heartbeat.beat()
                 messages = self._consumer.consume(self.batch_size, self.batch_timeout)
                 records = [_record_from(m) for m in self._valid(messages)]
                 if records:
@@ -196,6 +219,7 @@ class ConsumeLoop:
                     window = dict.fromkeys(window, 0)
                     last_stats = now
         finally:
+            heartbeat.stop()
             self._close()
 
     def _valid(self, messages: list[Message]) -> list[Message]:
@@ -218,6 +242,8 @@ class ConsumeLoop:
         while True:
             try:
                 return self._handle(records)
+            except RejectRatioExceeded:
+                raise  # deterministic: the same batch would be rejected the same way again
             except Exception as exc:  # database down, broker unreachable, constraint race…
                 failures += 1
                 if failures >= self.max_failures:
@@ -235,7 +261,9 @@ class ConsumeLoop:
 
     def _handle(self, records: list[IncomingMessage]) -> BatchResult:
         close_old_connections()  # drop a connection the database closed since the last batch
-        result = persist_batch(records)
+        with transaction.atomic():  # so the guard can undo the batch's writes
+            result = persist_batch(records)
+            outcomes = self._check_reject_ratio(records, result)
         if result.rejected and self._producer is not None:
             self._dead_letter(result)
         if self.broadcast and result.created:
@@ -245,6 +273,7 @@ class ConsumeLoop:
             except Exception:  # browsers missing an update must not stop ingestion; they catch up
                 logger.exception("broadcast of %d new demands failed", len(result.created))
         self._commit(records)
+        self._recent_rejects.extend(outcomes)
         self.totals["batches"] += 1
         self.totals["created"] += len(result.created)
         self.totals["duplicates"] += result.duplicates
@@ -252,6 +281,46 @@ class ConsumeLoop:
         if self.on_batch is not None:
             self.on_batch(result)
         return result
+
+    def _seed_reject_window(self) -> None:
+        """Start the window from the last outcomes the database holds, oldest first."""
+        if self.reject_window < 1 or self.max_reject_ratio >= 1:
+            return
+        try:
+            demands = Demand.objects.order_by("-id").values_list("received_at", flat=True)[: self.reject_window]
+            rejected = (
+                RejectedMessage.objects.filter(status=RejectedMessage.Status.OPEN)
+                .order_by("-id").values_list("received_at", flat=True)[: self.reject_window]
+            )
+            history = sorted([(at, False) for at in demands] + [(at, True) for at in rejected])
+        except Exception:  # database down at start: the batch loop retries it; start with no history
+            logger.exception("could not read recent outcomes for the reject-ratio guard")
+            return
+        self._recent_rejects.extend(is_rejected for _at, is_rejected in history[-self.reject_window :])
+
+    def _check_reject_ratio(self, records: list[IncomingMessage], result: BatchResult) -> list[bool]:
+        """Raise RejectRatioExceeded (inside the batch's transaction) if the window is too bad.
+
+        Judged only once the window holds `reject_window` records, so a few bad messages at start
+        never stop the consumer. Returns this batch's outcomes, recorded once the batch commits.
+        """
+        rejected_ids = {id(record) for record, _reason in result.rejected}
+        outcomes = [id(record) in rejected_ids for record in records]
+        if self.reject_window < 1 or self.max_reject_ratio >= 1:
+            return outcomes
+        window = [*self._recent_rejects, *outcomes][-self.reject_window :]
+        rejected = sum(window)
+        if any(outcomes) and len(window) == self.reject_window and rejected / len(window) > self.max_reject_ratio:
+            reasons = Counter(reason.split(":")[0] for _record, reason in result.rejected).most_common(3)
+            raise RejectRatioExceeded(
+                f"{rejected} of the last {len(window)} records were rejected ({rejected / len(window):.0%}, limit "
+                f"{self.max_reject_ratio:.0%}); stopped before storing or committing this batch so that a code or "
+                f"schema error does not dead-letter the stream. Most common reasons in this batch: "
+                + "; ".join(f"{reason} (×{count})" for reason, count in reasons)
+                + ". Fix the cause and restart (Kafka re-delivers from the last commit), or raise "
+                "CONSUMER_MAX_REJECT_RATIO if this share of bad input is expected."
+            )
+        return outcomes
 
     def _dead_letter(self, result: BatchResult) -> None:
         """Copy rejected records to the DLQ with the reason in headers; flushed before the commit."""

@@ -49,9 +49,10 @@ def row_payload(demand, *, is_new: bool = True) -> dict:
     }
 
 
-def wrap_rows(html_rows: list[str]) -> str:
-    """A frame of new rows, newest first, for the top of a list page's table."""
-    return '<tbody id="demand-rows">' + "".join(html_rows) + "</tbody>"
+def wrap_rows(html_rows: list[str], *, more: bool = False) -> str:
+    """A frame of new rows, newest first, for the top of a list page's table. `more`: there were
+    more new demands than rows sent; the page asks for the rest with a resume request."""
+    return f'<tbody id="demand-rows"{" data-more" if more else ""}>' + "".join(html_rows) + "</tbody>"
 
 
 def wrap_updates(html_rows: list[str], removed_ids: list[int] = ()) -> str:
@@ -68,9 +69,12 @@ def broadcast_demands_created(demands) -> None:
     """Send a batch of new demands to every open list page. Call after the transaction committed."""
     if not demands:
         return
-    newest = sorted(demands, key=lambda d: d.pk, reverse=True)[: settings.DEMANDS_LIVE_MAX_ROWS]
-    rows = [row_payload(demand) for demand in newest]
-    _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CREATED, "rows": rows})
+    # A burst renders only a page's worth of rows (rendering is the costly part of a broadcast);
+    # `more` tells each page to fetch the rest of what matches its filters itself (resume).
+    newest = sorted(demands, key=lambda d: d.pk, reverse=True)[: settings.DEMANDS_LIVE_BATCH_ROWS]
+    # Ingest hands over its light rows (ingest.NewDemand); templates want the model.
+    rows = [row_payload(demand.to_model() if hasattr(demand, "to_model") else demand) for demand in newest]
+    _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CREATED, "rows": rows, "more": len(demands) > len(newest)})
 
 
 def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> None:

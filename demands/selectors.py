@@ -17,7 +17,7 @@ from django.db.models import BooleanField, Case, IntegerField, Q, QuerySet, Valu
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, RejectedMessage, SavedView, Status, Team
+from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team
 
 MAX_FILTER_CHARS = 200
 SORTS = ("newest", "oldest", "priority")
@@ -316,13 +316,3 @@ def notifications_unread(*, user, limit: int = 50) -> list[Notification]:
 
 def notifications_unread_count(*, user) -> int:
     return Notification.objects.filter(user=user, read_at__isnull=True).count()
-
-
-def rejected_page(*, before: int | None = None, limit: int = 50) -> tuple[list[RejectedMessage], int | None]:
-    queryset = RejectedMessage.objects.all()
-    if before is not None:
-        queryset = queryset.filter(id__lt=before)
-    items = list(queryset.order_by("-id")[: limit + 1])
-    has_more = len(items) > limit
-    items = items[:limit]
-    return items, (items[-1].pk if has_more else None)

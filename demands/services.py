@@ -77,11 +77,11 @@ def _locked(demand: Demand, expected_version: int | None) -> Demand:
     return current
 
 
-def _touch(demand: Demand, now) -> list[str]:
+def _touch(demand: Demand, now, actor=None) -> list[str]:
     demand.version += 1
     demand.updated_at = now
     fields = ["version", "updated_at"]
-    if demand.first_action_at is None:
+    if demand.first_action_at is None and actor is not None:  # a person's first action, not a rule's or an alert's
         demand.first_action_at = now
         fields.append("first_action_at")
     return fields
@@ -116,7 +116,7 @@ def demand_change_status(*, demand: Demand, status: str, actor, expected_version
     now = timezone.now()
     old = demand.status
     demand.status = status
-    fields = ["status", *_touch(demand, now)]
+    fields = ["status", *_touch(demand, now, actor)]
     if status in CLOSED_STATUSES:
         demand.resolved_at = now
         fields.append("resolved_at")
@@ -142,7 +142,7 @@ def demand_set_priority(*, demand: Demand, priority: str, actor, expected_versio
         return demand
     old = demand.priority
     demand.priority = priority
-    demand.save(update_fields=["priority", *_touch(demand, timezone.now())])
+    demand.save(update_fields=["priority", *_touch(demand, timezone.now(), actor)])
     event = _record(demand, DemandEvent.Kind.PRIORITY, actor, old, priority)
     _after_commit(demand, [event])
     return demand
@@ -180,7 +180,7 @@ def demand_assign(
                     )
     if not fields:
         return demand
-    demand.save(update_fields=[*fields, *_touch(demand, now)])
+    demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
     _after_commit(demand, events, notified)
     return demand
 
@@ -228,7 +228,7 @@ def demand_mark_duplicate(*, demand: Demand, original: Demand, actor, expected_v
     demand.status = Status.DUPLICATE
     now = timezone.now()
     demand.resolved_at = now
-    demand.save(update_fields=["duplicate_of", "status", "resolved_at", *_touch(demand, now)])
+    demand.save(update_fields=["duplicate_of", "status", "resolved_at", *_touch(demand, now, actor)])
     events = [_record(demand, DemandEvent.Kind.DUPLICATE, actor, f"#{old_original}" if old_original else "", f"#{original.pk}")]
     if old_status != Status.DUPLICATE:
         events.append(_record(demand, DemandEvent.Kind.STATUS, actor, old_status, Status.DUPLICATE))

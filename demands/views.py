@@ -352,15 +352,6 @@ def group_list(request: HttpRequest) -> HttpResponse:
     return render(request, "demands/groups.html", {"groups": groups, "offset": offset, "next_offset": offset + 100 if len(groups) == 100 else None, "nav": "groups"})
 
 
-@require_GET
-@staff_required
-def rejected_list(request: HttpRequest) -> HttpResponse:
-    items, next_before = selectors.rejected_page(before=_int_param(request, "before"), limit=settings.DEMANDS_PAGE_SIZE)
-    return render(
-        request, "demands/rejected_list.html", {"items": items, "next_before": next_before, "nav": "rejected"}
-    )
-
-
 @require_http_methods(["GET", "POST"])
 @staff_required
 def preferences(request: HttpRequest) -> HttpResponse:

@@ -199,3 +199,20 @@ async def test_my_teams_page_sees_only_its_teams_rows(staff_user):
     frame = await page.receive_from(timeout=2)
     assert f'id="demand-{created[0].pk}"' in frame and "data-remove" not in frame
     await page.disconnect()
+
+
+async def test_a_burst_sends_a_page_of_rows_and_asks_the_page_to_fetch_the_rest(staff_user, settings):
+    settings.DEMANDS_LIVE_BATCH_ROWS = 2
+    page = communicator(staff_user, "type=log_exception")
+    await page.connect()
+    created = await store(
+        {**REFERENCE, "id": "e1", "type": "log_exception"}, {**REFERENCE, "id": "f1"}, {**REFERENCE, "id": "f2"}
+    )
+    await sync_to_async(live.broadcast_demands_created)(created)
+    frame = await page.receive_from(timeout=2)
+    # The only matching demand was not among the two rendered: the frame still says there is more.
+    assert frame == '<tbody id="demand-rows" data-more></tbody>'
+    exception = next(d for d in created if d.type == "log_exception")
+    await page.send_to(text_data=json.dumps({"resume_after": exception.pk - 1}))
+    assert f'id="demand-{exception.pk}"' in await page.receive_from(timeout=2)
+    await page.disconnect()

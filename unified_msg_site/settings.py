@@ -162,11 +162,26 @@ KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "6"))
 CONSUMER_BATCH_SIZE = int(os.environ.get("CONSUMER_BATCH_SIZE", "500"))
 CONSUMER_BATCH_TIMEOUT = float(os.environ.get("CONSUMER_BATCH_TIMEOUT", "0.2"))
 CONSUMER_MAX_FAILURES = int(os.environ.get("CONSUMER_MAX_FAILURES", "10"))
+# Poison-pill guard: more than this share of the last CONSUMER_REJECT_WINDOW records rejected
+# stops the consumer before it commits (1 turns the guard off). See ConsumeLoop.
+CONSUMER_MAX_REJECT_RATIO = float(os.environ.get("CONSUMER_MAX_REJECT_RATIO", "0.9"))
+CONSUMER_REJECT_WINDOW = int(os.environ.get("CONSUMER_REJECT_WINDOW", "200"))
+
+# --- HTTP ingest (POST /api/ingest/, see demands/http_ingest.py) -------------------------------
+INGEST_MAX_BODY_BYTES = int(os.environ.get("INGEST_MAX_BODY_BYTES", str(1024 * 1024)))
+INGEST_MAX_ITEMS = int(os.environ.get("INGEST_MAX_ITEMS", "100"))
+# Seconds to wait for Kafka to confirm a request's demands (and a replay) before answering 503.
+INGEST_DELIVERY_TIMEOUT = float(os.environ.get("INGEST_DELIVERY_TIMEOUT", "5"))
+# Web page origins allowed to call the endpoint with any key, e.g. https://shop.example.com;
+# each key can also list its own. "*" allows any origin.
+INGEST_CORS_ALLOWED_ORIGINS = env_list("INGEST_CORS_ALLOWED_ORIGINS", "")
 
 # --- Demands ---------------------------------------------------------------------------------
 DEMANDS_PAGE_SIZE = 50
 # Rows kept on a live list page; older ones drop off the bottom (the pager reaches them).
 DEMANDS_LIVE_MAX_ROWS = 200
+# Rows rendered per broadcast batch; pages fetch the rest of a burst themselves.
+DEMANDS_LIVE_BATCH_ROWS = 50
 
 LOGGING = {
     "version": 1,

@@ -62,7 +62,10 @@
     refreshTimes(body);
   }
 
+  var socket = null; // the list page's socket, for resume requests
+
   document.addEventListener("htmx:wsOpen", function (event) {
+    socket = event.detail.socketWrapper;
     setLive("connected", document.documentElement.lang.indexOf("zh") === 0 ? "实时" : "Live");
     if (rowsBody()) event.detail.socketWrapper.send(JSON.stringify({ resume_after: newestShownId() }));
   });
@@ -102,7 +105,13 @@
     var template = document.createElement("template");
     template.innerHTML = html.trim();
     Array.prototype.slice.call(template.content.children).forEach(function (element) {
-      if (element.id === "demand-rows") { insertRows(element.innerHTML); return; }
+      if (element.id === "demand-rows") {
+        var newestBefore = newestShownId();
+        insertRows(element.innerHTML);
+        // A burst: the server sent only the newest rows; ask for everything after what we had.
+        if (element.hasAttribute("data-more") && socket) socket.send(JSON.stringify({ resume_after: newestBefore }));
+        return;
+      }
       if (element.id === "demand-updates") { updateRows(element); return; }
       var target = element.id && document.getElementById(element.id);
       if (!target) return;

@@ -20,6 +20,7 @@ class Command(BaseCommand):
         parser.add_argument("--batch-time", type=float, default=settings.CONSUMER_BATCH_TIMEOUT, help="max seconds to fill a batch")
         parser.add_argument("--max-failures", type=int, default=settings.CONSUMER_MAX_FAILURES, help="consecutive failures before exiting 1")
         parser.add_argument("--no-broadcast", action="store_true", help="do not push new demands to browsers")
+        parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (monitoring)")
 
     def handle(self, *args, **options):
         topics = [topic.strip() for topic in options["topics"].split(",") if topic.strip()]
@@ -27,6 +28,10 @@ class Command(BaseCommand):
             raise CommandError("--topics needs at least one topic")
         if options["batch_size"] < 1 or options["batch_time"] <= 0:
             raise CommandError("--batch-size must be ≥ 1 and --batch-time > 0")
+        if options["metrics_port"] is not None:  # monitoring: Prometheus exporter for this process's loop
+            from demands.monitoring.prometheus import start_consumer_metrics_server
+
+            start_consumer_metrics_server(options["metrics_port"])
         loop = ConsumeLoop(
             topics=topics,
             group=options["group"],

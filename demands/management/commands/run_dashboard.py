@@ -29,6 +29,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-consumer", action="store_true", help="serve only; run consume_demands separately")
         parser.add_argument("--no-demo", action="store_true", help="do not produce demo demands")
         parser.add_argument("--demo-rate", type=float, default=0.5, help="demo demands per second")
+        parser.add_argument("--no-monitor", action="store_true", help="do not evaluate alerts here; run evaluate_alerts separately")
 
     def handle(self, *args, **options):
         # Import here: daphne installs Twisted's asyncio reactor on import.
@@ -43,6 +44,10 @@ class Command(BaseCommand):
             threads.append(threading.Thread(target=self._consume, args=(stop, loop_holder), name="consumer", daemon=True))
         if not options["no_demo"] and options["demo_rate"] > 0:
             threads.append(threading.Thread(target=self._demo, args=(stop, options["demo_rate"]), name="demo-producer", daemon=True))
+        if not options["no_monitor"]:  # monitoring: lag samples, roll-ups and alert rules (demands/monitoring/monitor.py)
+            from demands.monitoring.monitor import Monitor
+
+            threads.append(threading.Thread(target=Monitor().run, args=(stop,), name="monitor", daemon=True))
         for thread in threads:
             thread.start()
 

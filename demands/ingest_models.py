@@ -1,0 +1,78 @@
+"""Models for HTTP ingest: per-source API keys, stored hashed, revocable, each with its own rate limit.
+
+Imported at the bottom of models.py so Django sees them as part of the `demands` app.
+"""
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from .schema import MAX_NAME_CHARS, NAME_PATTERN
+
+__all__ = ["SourceApiKey"]
+
+
+class SourceApiKey(models.Model):
+    """A key that lets one source post demands over HTTP, and only as that source.
+
+    The plain key (`umk_<prefix>_<secret>`) is shown once, when it is made; the database keeps
+    the prefix (to find the row) and the SHA-256 of the whole key. Why not a password hasher: the
+    secret is 256 random bits, so a leaked hash cannot be reversed by guessing however fast the
+    hash is, and a deliberately slow hasher (PBKDF2, hundreds of milliseconds) would make every
+    ingest request expensive — a denial-of-service lever — for no gain. Passwords need slow
+    hashes because people choose guessable ones; these are never chosen by people.
+    """
+
+    name = models.CharField(_("name"), max_length=100, help_text=_("Who uses it, e.g. “shop front-end feedback widget”."))
+    source = models.CharField(
+        _("source"), max_length=MAX_NAME_CHARS, db_index=True,
+        validators=[RegexValidator(NAME_PATTERN, _("Letters, digits and . _ - : / only (as in messages)."))],
+        help_text=_("Demands posted with this key must have this source (it is filled in when absent)."),
+    )
+    prefix = models.CharField(_("key prefix"), max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(_("key hash (SHA-256)"), max_length=64, editable=False)
+    allowed_origins = models.TextField(
+        _("allowed browser origins"), blank=True,
+        help_text=_(
+            "One per line, e.g. https://shop.example.com — web pages there may call the ingest endpoint "
+            "with this key (CORS). “*” allows any origin. Server-to-server calls send no origin and are not affected."
+        ),
+    )
+    rate_per_minute = models.PositiveIntegerField(
+        _("demands per minute"), default=600, validators=[MinValueValidator(1)],
+        help_text=_("Sustained rate; each demand in a request takes one token."),
+    )
+    burst = models.PositiveIntegerField(
+        _("burst"), default=100, validators=[MinValueValidator(1)],
+        help_text=_("Demands accepted at once after a quiet spell (the bucket's size)."),
+    )
+    # Token bucket state, changed only by one conditional UPDATE (see http_ingest.rate_limit_take).
+    tokens = models.FloatField(default=0.0, editable=False)
+    refilled_at = models.FloatField(default=0.0, editable=False, help_text="Unix time of the last refill")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("created by")
+    )
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    last_used_at = models.DateTimeField(_("last used at"), null=True, blank=True)
+    revoked_at = models.DateTimeField(_("revoked at"), null=True, blank=True)
+    revoked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("revoked by")
+    )
+
+    class Meta:
+        ordering = ["source", "name"]
+        verbose_name = _("source API key")
+        verbose_name_plural = _("source API keys")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.source}, umk_{self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def origins(self) -> list[str]:
+        return [line.strip().rstrip("/") for line in self.allowed_origins.replace(",", "\n").splitlines() if line.strip()]

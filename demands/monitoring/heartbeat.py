@@ -1,0 +1,112 @@
+"""Consumer liveness: every consume loop writes a heartbeat row every few seconds and signs off.
+
+A process that dies without signing off (kill -9, OOM, lost host) keeps a heartbeat that ages:
+after MONITORING_CONSUMER_DEAD_AFTER seconds it shows as dead on the monitoring page, and the
+heartbeat alert rule fires. A heartbeat that cannot be written (database down) is logged and
+skipped: liveness reporting never stops ingestion.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import socket
+import sys
+import time
+import weakref
+from collections.abc import Callable
+from datetime import datetime
+
+from django.utils import timezone
+
+from . import conf
+from .models import ConsumerHeartbeat
+
+logger = logging.getLogger(__name__)
+
+_sequence = itertools.count(1)
+# Consume loops running in this process, for the Prometheus collector (see prometheus.py).
+running_loops: "weakref.WeakSet" = weakref.WeakSet()
+
+
+class HeartbeatWriter:
+    def __init__(
+        self,
+        loop,
+        *,
+        interval: float | None = None,
+        clock: Callable[[], datetime] = timezone.now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ):
+        self.loop = loop
+        self.interval = interval if interval is not None else conf.get("MONITORING_HEARTBEAT_SECONDS")
+        self.clock = clock
+        self.monotonic = monotonic
+        self.hostname = socket.gethostname()
+        self.name = f"{self.hostname}:{os.getpid()}:{loop.group}:{next(_sequence)}"[:200]
+        self.started_at = clock()
+        self._last_write: float | None = None
+        self._failing = False
+
+    def beat(self) -> None:
+        """Called every loop iteration; writes at most once per interval."""
+        now_mono = self.monotonic()
+        if self._last_write is not None and now_mono - self._last_write < self.interval:
+            return
+        self._last_write = now_mono
+        self._write(stopped=False)
+
+    def stop(self) -> None:
+        """Sign off. Called from the loop's `finally`: an exception on its way out is the reason."""
+        error = sys.exc_info()[1]
+        self._write(stopped=True, error=repr(error) if error is not None else "")
+        running_loops.discard(self.loop)
+
+    def _assignment(self) -> list[str]:
+        consumer = getattr(self.loop, "_consumer", None)
+        if consumer is None:
+            return []
+        try:
+            return sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment())
+        except Exception:  # closed consumer, fake consumer in a test
+            return []
+
+    def _write(self, *, stopped: bool, error: str = "") -> None:
+        now = self.clock()
+        totals = getattr(self.loop, "totals", {})
+        values = {
+            "hostname": self.hostname[:200],
+            "pid": os.getpid(),
+            "group": self.loop.group[:255],
+            "topics": ",".join(self.loop.topics)[:1000],
+            "started_at": self.started_at,
+            "last_seen_at": now,
+            "stopped_at": now if stopped else None,
+            "stop_error": error,
+            "assignment": self._assignment(),
+            "batches": totals.get("batches", 0),
+            "messages": sum(totals.get(key, 0) for key in ("created", "duplicates", "rejected")),
+        }
+        try:
+            ConsumerHeartbeat.objects.update_or_create(name=self.name, defaults=values)
+        except Exception as exc:  # database down, connection lost: never stop ingestion for this
+            if not self._failing:
+                logger.warning("consumer heartbeat not written (will keep trying): %r", exc)
+            self._failing = True
+            return
+        self._failing = False
+
+
+def consumer_heartbeat(loop) -> HeartbeatWriter:
+    """The consume loop's hook: a heartbeat writer for `loop`, which also becomes visible to /metrics."""
+    running_loops.add(loop)
+    return HeartbeatWriter(loop)
+
+
+def consumer_states(*, now: datetime) -> list[tuple[ConsumerHeartbeat, str]]:
+    """Every known consume loop with its state, live ones first."""
+    dead_after = conf.get("MONITORING_CONSUMER_DEAD_AFTER")
+    order = {"alive": 0, "dead": 1, "failed": 2, "stopped": 3}
+    rows = [(hb, hb.state(now, dead_after)) for hb in ConsumerHeartbeat.objects.order_by("-last_seen_at")[:200]]
+    return sorted(rows, key=lambda item: (order[item[1]], item[0].group, item[0].name))

@@ -1,0 +1,186 @@
+"""Alert notifications: browser (live, after commit), webhook and e-mail (an outbox, retried with back-off).
+
+`enqueue_notifications` runs inside the evaluation transaction and only writes rows; nothing
+leaves the process before the transaction commits. `process_deliveries` (every monitor tick)
+sends what is due. A failed attempt is retried after base · 2^(attempt−1) seconds (capped), and
+given up after MONITORING_DELIVERY_MAX_ATTEMPTS; the rows are the delivery history. A delivery is
+claimed with a compare-and-set update, so two monitors never send the same one; one that a
+crashed monitor left "sending" is retried after a while.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.urls import reverse
+
+from . import conf, live
+from .models import Alert, AlertDelivery, AlertRule
+from .webhooks import WebhookError, post_webhook
+
+logger = logging.getLogger(__name__)
+STUCK_AFTER = timedelta(minutes=10)
+
+
+def alert_url(alert: Alert) -> str:
+    return conf.get("MONITORING_BASE_URL") + reverse("demands:monitoring:alert", args=[alert.pk])
+
+
+def alert_payload(alert: Alert, event: str, now: datetime) -> dict:
+    return {
+        "event": f"alert.{event}",
+        "sent_at": now.isoformat(),
+        "alert": {
+            "id": alert.pk,
+            "rule": alert.rule_name,
+            "rule_id": alert.rule_id,
+            "condition": alert.kind,
+            "key": alert.key,
+            "severity": alert.severity,
+            "state": "resolved" if alert.resolved_at else "firing",
+            "title": alert.title,
+            "detail": alert.detail,
+            "value": alert.value,
+            "demand_id": alert.demand_id,
+            "opened_at": alert.opened_at.isoformat(),
+            "resolved_at": alert.resolved_at.isoformat() if alert.resolved_at else None,
+            "url": alert_url(alert),
+        },
+    }
+
+
+def enqueue_notifications(*, alert: Alert, rule: AlertRule, event: str, now: datetime) -> list[AlertDelivery]:
+    """Record one delivery per configured channel; the browser one is pushed after commit."""
+    payload = alert_payload(alert, event, now)
+    deliveries = []
+    if rule.notify_browser:
+        deliveries.append(AlertDelivery(
+            alert=alert, channel=AlertDelivery.Channel.BROWSER, event=event, payload=payload,
+            status=AlertDelivery.Status.SENT, attempts=1, created_at=now, sent_at=now,
+        ))
+        alert_id = alert.pk
+        transaction.on_commit(lambda: _push_to_browsers(alert_id, event))
+    if rule.webhook_url:
+        deliveries.append(AlertDelivery(
+            alert=alert, channel=AlertDelivery.Channel.WEBHOOK, event=event, target=rule.webhook_url, payload=payload,
+            next_attempt_at=now, created_at=now,
+        ))
+    recipients = [address.strip() for address in rule.email_to.split(",") if address.strip()]
+    if recipients:
+        deliveries.append(AlertDelivery(
+            alert=alert, channel=AlertDelivery.Channel.EMAIL, event=event, target=",".join(recipients), payload=payload,
+            next_attempt_at=now, created_at=now,
+        ))
+    return AlertDelivery.objects.bulk_create(deliveries)
+
+
+def _push_to_browsers(alert_id: int, event: str) -> None:
+    try:
+        live.broadcast_alert(Alert.objects.get(pk=alert_id), event)
+    except Exception:  # a browser missing a toast must not fail the evaluation; the page shows it
+        logger.exception("browser notification of alert %s failed", alert_id)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Back-off after the n-th failed attempt: base, 2·base, 4·base … capped."""
+    base = conf.get("MONITORING_RETRY_BASE_SECONDS")
+    return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), conf.get("MONITORING_RETRY_MAX_SECONDS")))
+
+
+@dataclass(slots=True)
+class DeliveryRun:
+    sent: int = 0
+    failed: int = 0  # attempts that failed (retried later or given up)
+    given_up: int = 0
+
+
+def process_deliveries(*, now: datetime, limit: int = 50) -> DeliveryRun:
+    run = DeliveryRun()
+    AlertDelivery.objects.filter(status=AlertDelivery.Status.SENDING, next_attempt_at__lt=now - STUCK_AFTER).update(
+        status=AlertDelivery.Status.PENDING
+    )
+    due = list(
+        AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING, next_attempt_at__lte=now)
+        .select_related("alert", "alert__rule")
+        .order_by("next_attempt_at", "id")[:limit]
+    )
+    for delivery in due:
+        claimed = AlertDelivery.objects.filter(
+            pk=delivery.pk, status=AlertDelivery.Status.PENDING, attempts=delivery.attempts
+        ).update(status=AlertDelivery.Status.SENDING, next_attempt_at=now)
+        if not claimed:
+            continue  # another monitor took it
+        delivery.attempts += 1
+        try:
+            delivery.response_status = _send(delivery, now)
+        except Exception as exc:
+            run.failed += 1
+            delivery.last_error = str(exc)[:2000]
+            delivery.response_status = getattr(exc, "status", None)
+            if delivery.attempts >= conf.get("MONITORING_DELIVERY_MAX_ATTEMPTS"):
+                delivery.status = AlertDelivery.Status.FAILED
+                delivery.next_attempt_at = None
+                run.given_up += 1
+                logger.warning("giving up %s after %d attempts: %s", delivery, delivery.attempts, exc)
+            else:
+                delivery.status = AlertDelivery.Status.PENDING
+                delivery.next_attempt_at = now + retry_delay(delivery.attempts)
+        else:
+            run.sent += 1
+            delivery.status = AlertDelivery.Status.SENT
+            delivery.sent_at = now
+            delivery.next_attempt_at = None
+            delivery.last_error = ""
+        delivery.save(update_fields=["attempts", "status", "next_attempt_at", "last_error", "response_status", "sent_at"])
+    return run
+
+
+def _send(delivery: AlertDelivery, now: datetime) -> int | None:
+    if delivery.channel == AlertDelivery.Channel.WEBHOOK:
+        rule = delivery.alert.rule
+        secret = (rule.webhook_secret if rule else "") or conf.get("MONITORING_WEBHOOK_SECRET")
+        return post_webhook(
+            delivery.target, delivery.payload, secret=secret, event=delivery.event, delivery_id=delivery.pk,
+            timestamp=int(now.timestamp()), timeout=conf.get("MONITORING_WEBHOOK_TIMEOUT"),
+        )
+    if delivery.channel == AlertDelivery.Channel.EMAIL:
+        subject, body = _email(delivery.payload["alert"], delivery.event)
+        send_mail(
+            subject, body, conf.get("MONITORING_EMAIL_FROM") or settings.DEFAULT_FROM_EMAIL,
+            delivery.target.split(","), fail_silently=False,
+        )
+        return None
+    raise WebhookError(f"channel {delivery.channel} is not delivered from the outbox")
+
+
+def _email(alert: dict, event: str) -> tuple[str, str]:
+    state = {"firing": "FIRING", "renotify": "STILL FIRING", "resolved": "RESOLVED"}[event]
+    subject = f"[UMSG {alert['severity'].upper()}] {state}: {alert['title']}"[:250]
+    lines = [
+        alert["title"],
+        "",
+        alert["detail"],
+        "",
+        f"Rule: {alert['rule']}    Key: {alert['key']}",
+        f"Opened: {alert['opened_at']}",
+    ]
+    if alert["resolved_at"]:
+        lines.append(f"Resolved: {alert['resolved_at']}")
+    lines += ["", alert["url"]]
+    return subject, "\n".join(lines)
+
+
+def delivery_retry_now(*, delivery: AlertDelivery, now: datetime) -> AlertDelivery:
+    """Admin action: try a failed or waiting delivery again at the next tick."""
+    if delivery.status in {AlertDelivery.Status.FAILED, AlertDelivery.Status.PENDING}:
+        delivery.status = AlertDelivery.Status.PENDING
+        delivery.next_attempt_at = now
+        if delivery.attempts >= conf.get("MONITORING_DELIVERY_MAX_ATTEMPTS"):
+            delivery.attempts = conf.get("MONITORING_DELIVERY_MAX_ATTEMPTS") - 1
+        delivery.save(update_fields=["status", "next_attempt_at", "attempts"])
+    return delivery
