@@ -90,14 +90,14 @@ def test_every_page_labels_its_controls_and_has_readable_text(pages, scheme, art
     first = page.locator("#demand-rows tr[data-id]").first
     detail = first.get_attribute("data-href")
     problems = {}
-    for path in ["/demands/", "/demands/?type=e2e_beta&search=kiwi", detail, "/notifications/", "/groups/", "/rejected/", "/preferences/"]:
+    for path in ["/demands/", "/demands/?type=e2e_beta&search=kiwi", detail, "/notifications/", "/groups/", "/rejected/", "/rejected/1/", "/monitoring/", "/monitoring/alerts/", "/preferences/"]:
         page.goto(path)
         expect(page.locator("h1")).to_be_visible()
         found = page.evaluate(FIND_UNNAMED) + page.evaluate(FIND_LOW_CONTRAST, TEXT)
         if found:
             problems[path] = found
         if not path.startswith("/demands/"):  # the journeys show the demand pages
-            artifacts.shoot(page, f"a11y-{path.strip('/')}-{scheme}")
+            artifacts.shoot(page, f"a11y-{path.strip('/').replace('/', '-')}-{scheme}")
     page.goto("/demands/")
     page.get_by_role("button", name="Shortcuts").click()
     found = page.evaluate(FIND_LOW_CONTRAST, "#shortcuts-help *")
