@@ -6,15 +6,16 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-sqlite test-postgres test-slow services services-kafka stop venv clean bench
+.PHONY: run test test-sqlite test-postgres test-slow test-browser browser services services-kafka stop venv clean bench
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,browser]'
 	@touch $(STAMP)
 
 ## Start the local broker, PostgreSQL and Redis in the background (idempotent).
@@ -35,18 +36,24 @@ run: services-kafka
 	$(PY) manage.py run_dashboard $(RUN_ARGS)
 
 ## The whole suite: on PostgreSQL (production's database) and on SQLite (the embedded default),
-## both against the real Kafka broker; then, once, the slow fault and scale-out tests.
-test: services-kafka
+## both against the real Kafka broker; then, once, the browser journeys (they run the dashboard
+## as a subprocess on its own SQLite file) and the slow fault and scale-out tests.
+test: services-kafka browser
 	services/up.sh postgres redis
-	$(MAKE) --no-print-directory test-postgres test-sqlite test-slow
+	$(MAKE) --no-print-directory test-postgres test-sqlite test-browser test-slow
 
 test-postgres: venv
 	@echo "== test suite on PostgreSQL =="
-	DATABASE_URL=$$(services/postgres.sh url) $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	DATABASE_URL=$$(services/postgres.sh url) $(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
 
 test-sqlite: venv
 	@echo "== test suite on SQLite =="
-	env -u DATABASE_URL $(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	env -u DATABASE_URL $(PY) -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+## Browser journeys (tests/e2e/): Playwright driving Debian's Chromium; screenshots in test-artifacts/.
+test-browser: venv browser
+	@echo "== browser journeys (Chromium) =="
+	env -u DATABASE_URL $(PY) -m pytest -m browser $(PYTEST_ARGS)
 
 ## Real consume_demands/daphne processes killed, restarted and scaled out; their own PostgreSQL
 ## and Kafka for the outages (the shared ones are never stopped). A few minutes.
@@ -54,5 +61,10 @@ test-slow: venv
 	@echo "== slow fault and scale-out tests =="
 	env -u DATABASE_URL $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
+## Chromium from Debian's packages for the browser tests (Playwright never downloads a browser here).
+browser:
+	@test -x $(CHROMIUM) || UMSG_SVC=chromium bash -c '. services/lib.sh && apt_install chromium'
+	@test -x $(CHROMIUM) || { echo "browser tests need $(CHROMIUM): apt-get install -y chromium (as root)" >&2; exit 1; }
+
 clean:
-	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache test-artifacts

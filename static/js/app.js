@@ -85,8 +85,13 @@
     tbody.querySelectorAll("tr[data-id]").forEach(function (row) {
       var existing = document.getElementById(row.id);
       if (!existing) return;
-      if (row.hasAttribute("data-remove")) { existing.remove(); return; }
+      if (row.hasAttribute("data-remove")) { existing.remove(); updateSelectionCount(); return; }
       row.classList.add("is-updated");
+      // Someone else's change must not drop this reader's selection or keyboard cursor.
+      var wasChecked = existing.querySelector("input[type=checkbox]:checked");
+      var box = row.querySelector("input[type=checkbox]");
+      if (wasChecked && box) { box.checked = true; row.classList.add("is-selected"); }
+      if (existing.classList.contains("is-cursor")) row.classList.add("is-cursor");
       existing.replaceWith(row);
       if (window.htmx) window.htmx.process(row);
     });
@@ -157,8 +162,10 @@
   document.addEventListener("htmx:afterSettle", function () { refreshTimes(); });
   setInterval(refreshTimes, 15000);
 
-  // Keyboard: j/k move through rows, Enter or o opens, x selects; on a demand page s/p/a focus
-  // the status/priority/assignee menus and c the comment box; / focuses search; ? shows help.
+  // Keyboard: j/k move through rows, Enter or o opens, x selects, and s/p/a go to the bulk
+  // status/priority/assignee menus for the selection (the cursor row when nothing is selected);
+  // on a demand page s/p/a focus its status/priority/assignee menus and c the comment box;
+  // / focuses search; ? opens the help (also a button in the page header).
   function rowsList() { var b = rowsBody(); return b ? Array.prototype.slice.call(b.querySelectorAll("tr[data-id]")) : []; }
   function cursorRow() { return document.querySelector("#demand-rows tr.is-cursor"); }
   function moveCursor(step) {
@@ -171,6 +178,20 @@
     rows[index].classList.add("is-cursor");
     rows[index].scrollIntoView({ block: "nearest" });
   }
+  function setChecked(box, checked) {
+    box.checked = checked;
+    box.dispatchEvent(new Event("change", { bubbles: true }));
+  }
+  function toggleHelp(show) {
+    var help = document.getElementById("shortcuts-help");
+    if (!help || !help.showModal) return;
+    if (show === undefined) show = !help.open;
+    if (show && !help.open) help.showModal();
+    else if (!show && help.open) help.close();
+  }
+  document.addEventListener("click", function (event) {
+    if (event.target.closest && event.target.closest("[data-shortcuts-open]")) toggleHelp(true);
+  });
   document.addEventListener("keydown", function (event) {
     var target = event.target;
     if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -179,20 +200,38 @@
       return;
     }
     var key = event.key;
+    if (key === "?") { toggleHelp(); event.preventDefault(); return; }
+    var help = document.getElementById("shortcuts-help");
+    if (help && help.open) return; // the dialog is modal: keys do not reach the page behind it
     if (key === "j") { moveCursor(1); event.preventDefault(); return; }
     if (key === "k") { moveCursor(-1); event.preventDefault(); return; }
     if ((key === "Enter" || key === "o") && cursorRow()) { window.location = cursorRow().dataset.href; return; }
     if (key === "x" && cursorRow()) {
       var box = cursorRow().querySelector("input[type=checkbox]");
-      if (box) { box.checked = !box.checked; box.dispatchEvent(new Event("change", { bubbles: true })); }
+      if (box) setChecked(box, !box.checked);
       return;
     }
-    if (key === "?") { var help = document.getElementById("shortcuts-help"); if (help) help.hidden = !help.hidden; return; }
     var field = document.querySelector('[data-shortcut="' + key + '"]');
-    if (field) { field.focus(); event.preventDefault(); }
+    if (!field) return;
+    // In the list, a bulk menu acts on the selection: with none, on the cursor row.
+    if (field.form && field.form.id === "bulk-form" && !document.querySelector("#demand-rows tr.is-selected") && cursorRow()) {
+      var cursorBox = cursorRow().querySelector("input[type=checkbox]");
+      if (cursorBox) setChecked(cursorBox, true);
+    }
+    field.focus();
+    event.preventDefault();
   });
 
-  // Select all shown rows; highlight selected ones.
+  // Select all shown rows; highlight selected ones; the bulk bar says how many are selected.
+  function updateSelectionCount() {
+    var label = document.querySelector("[data-selection-count]");
+    if (!label) return;
+    if (!label.dataset.idleText) label.dataset.idleText = label.textContent;
+    var n = document.querySelectorAll("#demand-rows input[type=checkbox]:checked").length;
+    var zh = document.documentElement.lang.indexOf("zh") === 0;
+    label.textContent = n ? (zh ? "已选 " + n + " 条:" : n + " selected:") : label.dataset.idleText;
+    label.closest("form").classList.toggle("has-selection", n > 0);
+  }
   document.addEventListener("change", function (event) {
     var target = event.target;
     if (target.matches && target.matches("input[data-select-all]")) {
@@ -200,9 +239,28 @@
         var box = row.querySelector("input[type=checkbox]");
         if (box) { box.checked = target.checked; row.classList.toggle("is-selected", target.checked); }
       });
+      updateSelectionCount();
     } else if (target.matches && target.matches('#demand-rows input[type=checkbox]')) {
       target.closest("tr").classList.toggle("is-selected", target.checked);
+      updateSelectionCount();
     }
+  });
+
+  // A click anywhere on a row opens the demand (links, checkboxes and text selection keep their
+  // own behaviour); a click in the checkbox cell toggles the checkbox, a bigger target on phones.
+  document.addEventListener("click", function (event) {
+    var row = event.target.closest && event.target.closest("#demand-rows tr[data-href]");
+    if (!row || event.defaultPrevented || event.button !== 0) return;
+    if (event.target.closest("a, button, input, select, label, textarea")) return;
+    var cell = event.target.closest("td.select");
+    if (cell) {
+      var box = cell.querySelector("input[type=checkbox]");
+      if (box) setChecked(box, !box.checked);
+      return;
+    }
+    if (window.getSelection && String(window.getSelection())) return;
+    if (event.ctrlKey || event.metaKey) { window.open(row.dataset.href, "_blank"); return; }
+    window.location = row.dataset.href;
   });
 
   // Exposed for tests and the console.
