@@ -17,6 +17,33 @@ from . import live, selectors
 CLOSE_FORBIDDEN = 4403
 
 
+def reader_language(user, headers: dict[bytes, bytes]) -> str:
+    """The language the user's pages are in: their preference, else the browser's (as
+    LocaleMiddleware decides for pages), else the site default."""
+    from django.utils.translation import get_supported_language_variant
+    from django.utils.translation.trans_real import parse_accept_lang_header
+
+    from .models import UserPreference
+
+    preferred = UserPreference.objects.filter(user=user).values_list("language", flat=True).first()
+    if preferred:
+        return preferred
+    cookie_header = headers.get(b"cookie", b"").decode("latin-1")
+    for part in cookie_header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == settings.LANGUAGE_COOKIE_NAME and value:
+            try:
+                return get_supported_language_variant(value)
+            except LookupError:
+                pass
+    for code, _quality in parse_accept_lang_header(headers.get(b"accept-language", b"").decode("latin-1")):
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
 class DemandStreamConsumer(AsyncWebsocketConsumer):
     """One socket per page.
 
@@ -33,6 +60,7 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
             await self.close(code=CLOSE_FORBIDDEN)
             return
+        self.language = await database_sync_to_async(reader_language)(user, dict(self.scope.get("headers") or []))
         self.demand_pk = self.scope["url_route"]["kwargs"].get("pk")
         self.notifications_only = self.scope["path"].rstrip("/").endswith("/notifications")
         self.groups_joined = [live.user_group(user.pk)]
@@ -79,12 +107,12 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def _rows_after(self, after: int) -> list[str]:
         demands = selectors.demands_after(filters=self.filters, after=after, limit=settings.DEMANDS_LIVE_MAX_ROWS)
-        return [live.row_payload(demand)["html"] for demand in demands]
+        return [live.row_payload(demand, language=self.language)["html"][self.language] for demand in demands]
 
     async def demands_created(self, event):
         if self.demand_pk is not None:
             return
-        rows = [row["html"] for row in event["rows"] if self.filters.matches(row)]
+        rows = [self._html(row["html"]) for row in event["rows"] if self.filters.matches(row)]
         if rows or event.get("more"):
             await self.send(text_data=live.wrap_rows(rows, more=event.get("more", False)))
 
@@ -94,10 +122,16 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
         shown, removed = [], []
         for row in event["rows"]:
             (shown if self.filters.matches(row) else removed).append(row)
-        await self.send(text_data=live.wrap_updates([row["html"] for row in shown], [row["id"] for row in removed]))
+        await self.send(text_data=live.wrap_updates([self._html(row["html"]) for row in shown], [row["id"] for row in removed]))
 
     async def demand_detail(self, event):
-        await self.send(text_data=event["html"])
+        await self.send(text_data=self._html(event["html"]))
 
     async def user_notify(self, event):
-        await self.send(text_data=event["html"])
+        await self.send(text_data=self._html(event["html"]))
+
+    def _html(self, rendered: dict[str, str] | str) -> str:
+        """The reader's language from a fragment rendered in each (see live.render_each_language)."""
+        if isinstance(rendered, str):
+            return rendered
+        return rendered.get(self.language) or rendered[settings.LANGUAGE_CODE]

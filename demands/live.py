@@ -14,6 +14,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.utils import translation
 
 DEMANDS_GROUP = "demands"
 EVENT_DEMANDS_CREATED = "demands.created"  # handled by DemandStreamConsumer.demands_created
@@ -30,8 +31,18 @@ def user_group(user_id: int) -> str:
     return f"user-{user_id}"
 
 
-def row_payload(demand, *, is_new: bool = True) -> dict:
-    """What a consumer needs to filter and show one demand without touching the database."""
+def render_each_language(template: str, context: dict) -> dict[str, str]:
+    """One render per UI language: each socket sends its reader's (see consumers)."""
+    rendered = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            rendered[code] = render_to_string(template, context)
+    return rendered
+
+
+def row_payload(demand, *, is_new: bool = True, language: str | None = None) -> dict:
+    """What a consumer needs to filter and show one demand without touching the database.
+    `html` maps each language to the rendered row (only `language`'s, when one is given)."""
     return {
         "id": demand.pk,
         "status": demand.status,
@@ -45,8 +56,15 @@ def row_payload(demand, *, is_new: bool = True) -> dict:
         "group_id": demand.group_id,
         "tags": list(demand.tags or []),
         "received_at": demand.received_at.isoformat(),
-        "html": render_to_string("demands/list.html#row", {"demand": demand, "is_new": is_new}),
+        "html": render_each_language("demands/list.html#row", {"demand": demand, "is_new": is_new})
+        if language is None
+        else {language: _render_in(language, "demands/list.html#row", {"demand": demand, "is_new": is_new})},
     }
+
+
+def _render_in(language: str, template: str, context: dict) -> str:
+    with translation.override(language):
+        return render_to_string(template, context)
 
 
 def wrap_rows(html_rows: list[str], *, more: bool = False) -> str:
@@ -83,12 +101,15 @@ def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> N
 
     demand = Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
     _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CHANGED, "rows": [row_payload(demand, is_new=False)]})
-    events = DemandEvent.objects.filter(pk__in=list(event_ids)).select_related("actor", "rule").order_by("id")
-    detail_html = render_to_string("demands/detail.html#summary", {"demand": demand, "live": True}) + (
-        '<ol id="history" data-append>'
-        + "".join(render_to_string("demands/detail.html#event", {"event": event}) for event in events)
-        + "</ol>"
-    )
+    events = list(DemandEvent.objects.filter(pk__in=list(event_ids)).select_related("actor", "rule").order_by("id"))
+    detail_html = {}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            detail_html[code] = render_to_string("demands/detail.html#summary", {"demand": demand, "live": True}) + (
+                '<ol id="history" data-append>'
+                + "".join(render_to_string("demands/detail.html#event", {"event": event}) for event in events)
+                + "</ol>"
+            )
     _send(demand_group(pk), {"type": EVENT_DEMAND_DETAIL, "html": detail_html, "version": demand.version})
     broadcast_notifications(notification_ids)
 
@@ -99,5 +120,5 @@ def broadcast_notifications(notification_ids) -> None:
 
     for notification in Notification.objects.filter(pk__in=list(notification_ids)):
         unread = Notification.objects.filter(user_id=notification.user_id, read_at__isnull=True).count()
-        html = render_to_string("demands/_notification.html", {"notification": notification, "unread": unread})
+        html = render_each_language("demands/_notification.html", {"notification": notification, "unread": unread})
         _send(user_group(notification.user_id), {"type": EVENT_USER_NOTIFY, "html": html})

@@ -216,3 +216,29 @@ async def test_a_burst_sends_a_page_of_rows_and_asks_the_page_to_fetch_the_rest(
     await page.send_to(text_data=json.dumps({"resume_after": exception.pk - 1}))
     assert f'id="demand-{exception.pk}"' in await page.receive_from(timeout=2)
     await page.disconnect()
+
+
+async def test_live_rows_arrive_in_each_readers_language(staff_user, django_user_model):
+    from demands.models import UserPreference
+
+    reader = await database_sync_to_async(django_user_model.objects.create_user)(username="li", password="x", is_staff=True)
+    await database_sync_to_async(UserPreference.objects.create)(user=reader, language="zh-hans")
+    chinese, english = communicator(reader), communicator(staff_user)
+    await chinese.connect()
+    await english.connect()
+    created = await store(REFERENCE)
+    await sync_to_async(live.broadcast_demands_created)(created)
+    assert "新建" in await chinese.receive_from(timeout=2)
+    assert ">New<" in await english.receive_from(timeout=2)
+    await chinese.disconnect()
+    await english.disconnect()
+
+
+async def test_without_a_preference_the_browsers_language_is_used(staff_user):
+    page = WebsocketCommunicator(URLRouter(websocket_urlpatterns), "/ws/demands/", headers=[(b"accept-language", b"zh-CN,zh;q=0.9")])
+    page.scope["user"] = staff_user
+    await page.connect()
+    created = await store(REFERENCE)
+    await sync_to_async(live.broadcast_demands_created)(created)
+    assert "新建" in await page.receive_from(timeout=2)
+    await page.disconnect()

@@ -37,7 +37,6 @@ def test_top_bar_switches_the_language_to_chinese_and_back(pages, artifacts):
     artifacts.shoot(page, "j4-english-again", full_page=False)
 
 
-@pytest.mark.xfail(strict=True, reason="live fragments are rendered once, in the language of whoever caused them (report: live.py)")
 def test_a_live_row_arrives_in_the_readers_language(pages, feed):
     page = pages.open("polyglot", "/demands/")
     page.locator(".lang-switch").get_by_role("button", name="中文").click()

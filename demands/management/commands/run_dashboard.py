@@ -12,7 +12,7 @@ import signal
 import threading
 
 from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from demands.demo import demo_demand
 from demands.kafka import ConsumeLoop, ensure_topics, make_producer, produce_demand
@@ -65,6 +65,9 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             server.run()
+            if not server.listening_addresses:
+                # daphne logs "Listen failure" and returns; a supervisor must see a failure.
+                raise CommandError(f"could not listen on {options['host']}:{options['port']} (in use, or not allowed)")
         finally:
             stop.set()
             if "loop" in loop_holder:
