@@ -49,7 +49,10 @@ class FakeConsumer:
         self.loop_ref = loop_ref
         self.events = events
         self.commits = []
+        self.modes = []
         self.closed = False
+        self.config = {}
+        self.confirm_async = True
 
     def subscribe(self, topics):
         self.events.append(("subscribe", tuple(topics)))
@@ -61,9 +64,11 @@ class FakeConsumer:
         return [FakeMessage(rec) for rec in self.batches.pop(0)]
 
     def commit(self, offsets, asynchronous):
-        assert asynchronous is False
         self.events.append(("commit", Demand.objects.count()))
         self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        self.modes.append("async" if asynchronous else "sync")
+        if asynchronous and self.confirm_async:
+            self.config["on_commit"](None, offsets)  # librdkafka reports it on a later poll
 
     def close(self):
         self.closed = True
@@ -81,13 +86,16 @@ class FakeProducer:
         return 1 if self.fail else 0
 
 
-def make_loop(batches, *, producer=None, **kwargs):
+def make_loop(batches, *, producer=None, confirm_async=True, **kwargs):
     loop_ref, events = [None], []
+    kwargs_confirm = confirm_async
     holder = {}
 
     def consumer_factory(config):
         holder["config"] = config
         holder["consumer"] = FakeConsumer(batches, loop_ref, events)
+        holder["consumer"].config = config
+        holder["consumer"].confirm_async = kwargs_confirm
         return holder["consumer"]
 
     producer = producer or FakeProducer()
@@ -204,3 +212,24 @@ def test_stop_from_another_thread_ends_the_loop():
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert holder["consumer"].closed
+
+
+def test_offsets_go_asynchronously_and_unconfirmed_ones_are_committed_synchronously_on_close():
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=7)]], confirm_async=False)
+    loop.run()
+    consumer = holder["consumer"]
+    assert consumer.modes == ["async", "sync"]  # the batch, then the final commit before leaving
+    assert consumer.commits == [{("demand-topic", 0): 8}, {("demand-topic", 0): 8}]
+
+
+def test_confirmed_async_commits_need_no_final_commit():
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=7)]])
+    loop.run()
+    assert holder["consumer"].modes == ["async"]
+
+
+def test_synchronous_commits_can_be_chosen(settings):
+    settings.CONSUMER_ASYNC_COMMIT = False
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=7)]])
+    loop.run()
+    assert holder["consumer"].modes == ["sync"]

@@ -191,6 +191,9 @@ KAFKA_TOPIC_PARTITIONS = int(os.environ.get("KAFKA_TOPIC_PARTITIONS", "6"))
 CONSUMER_BATCH_SIZE = int(os.environ.get("CONSUMER_BATCH_SIZE", "500"))
 CONSUMER_BATCH_TIMEOUT = float(os.environ.get("CONSUMER_BATCH_TIMEOUT", "0.2"))
 CONSUMER_MAX_FAILURES = int(os.environ.get("CONSUMER_MAX_FAILURES", "10"))
+# Offsets are committed after each batch's database commit either way; asynchronously the loop
+# does not wait for the group coordinator (see demands/kafka.py).
+CONSUMER_ASYNC_COMMIT = env_bool("CONSUMER_ASYNC_COMMIT", True)
 # Poison-pill guard: more than this share of the last CONSUMER_REJECT_WINDOW records rejected
 # stops the consumer before it commits (1 turns the guard off). See ConsumeLoop.
 CONSUMER_MAX_REJECT_RATIO = float(os.environ.get("CONSUMER_MAX_REJECT_RATIO", "0.9"))
