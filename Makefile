@@ -48,5 +48,17 @@ test-sqlite: venv
 	@echo "== test suite on SQLite =="
 	env -u DATABASE_URL $(PY) -m pytest $(PYTEST_ARGS)
 
+## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with a py-spy profile; figures
+## in bench/results/. BENCH_ARGS='--messages 50000 --repeat 1' for a quicker run.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	services/up.sh kafka postgres
+	$(PY) -m bench.ingest --db postgres,sqlite --profile $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache
