@@ -75,7 +75,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=500, help="ours/proto/floor batch size (consume_demands' default)")
     parser.add_argument("--batch-time", type=float, default=0.2)
     parser.add_argument("--partitions", type=int, default=6)
-    parser.add_argument("--profile", action="store_true", help="also profile ours and proto on PostgreSQL with py-spy")
+    parser.add_argument("--profile", nargs="?", const="ours,proto", default="",
+                        help="also profile these contenders on PostgreSQL with py-spy (default: ours,proto)")
+    parser.add_argument("--topic", help="use this already loaded topic (≥ --messages demands) instead of a fresh one")
     parser.add_argument("--no-rules", action="store_true", help="do not seed the rules table")
     parser.add_argument("--phase-timeout", type=float, default=900, help="seconds before a contender is given up on")
     parser.add_argument("--pg-server", default=os.environ.get("BENCH_PG_SERVER", "postgres://umsg@127.0.0.1:5433"),
@@ -341,11 +343,15 @@ def main(argv=None) -> int:
             subprocess.run([str(ROOT / "services" / "up.sh"), "kafka", *(["postgres"] if "postgres" in kinds else [])],
                            check=True, timeout=300)
         report["versions"] = server_versions(args, kinds)
-        log(f"pre-loading {args.messages:,} demands on {topic} ({args.partitions} partitions)")
-        create_topic(args.bootstrap, topic, args.partitions)
-        topic_created = True
-        report["preload"] = preload(args.bootstrap, topic, args.messages, run=run_tag, log=log)
-        log(f"pre-loaded: {report['preload']}")
+        if args.topic:
+            topic = report["topic"] = args.topic
+            log(f"using the loaded topic {topic}")
+        else:
+            log(f"pre-loading {args.messages:,} demands on {topic} ({args.partitions} partitions)")
+            create_topic(args.bootstrap, topic, args.partitions)
+            topic_created = True
+            report["preload"] = preload(args.bootstrap, topic, args.messages, run=run_tag, log=log)
+            log(f"pre-loaded: {report['preload']}")
         templates = make_templates(kinds, tag, args, work_dir)
         report["rules_seeded"] = {k: t.rules for k, t in templates.items()}
         for repeat in range(1, args.repeat + 1):
@@ -355,7 +361,7 @@ def main(argv=None) -> int:
                                                         attempt=f"r{repeat}", args=args, log_dir=log_dir))
         profiles = {}
         if args.profile and "postgres" in kinds:
-            for phase in ("ours", "proto"):
+            for phase in [p.strip() for p in args.profile.split(",") if p.strip()]:
                 path = RESULTS / f"profile-{phase}-{stamp}.txt"
                 run = run_contender(phase, template=templates["postgres"], topic=topic, run_tag=run_tag,
                                     attempt="profiled", args=args, log_dir=log_dir, profile_to=path)
@@ -383,6 +389,8 @@ def main(argv=None) -> int:
             shutil.rmtree(work_dir, ignore_errors=True)
             if topic_created:
                 delete_topics(args.bootstrap, [topic, f"{topic}.dlq"])
+            elif args.topic:
+                delete_topics(args.bootstrap, [f"{topic}.dlq"])  # the consumers created it
         if report["runs"]:
             output.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
             log(f"wrote {output.relative_to(ROOT) if output.is_relative_to(ROOT) else output}")

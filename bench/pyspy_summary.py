@@ -14,45 +14,65 @@ from collections import Counter
 from pathlib import Path
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _frame_at(relative: str, function: str, needle: str) -> str:
+    """py-spy's name for the line of `relative` that contains `needle`: 'function (path:line)'."""
+    try:
+        for number, text in enumerate((ROOT / relative).read_text().splitlines(), 1):
+            if needle in text:
+                return f"{function} ({relative}:{number})"
+    except OSError:
+        pass
+    return "\0never"
+
+
+CONSUME_CALLS = (_frame_at("demands/kafka.py", "ConsumeLoop.run", "self._consumer.consume("),
+                 _frame_at("bench/floor_consumer.py", "main", "consumer.consume("))
+FLOOR_COMMIT = _frame_at("bench/floor_consumer.py", "main", "consumer.commit(")
+ORJSON_CALL = _frame_at("bench/prototype_persist.py", "parse_fast", "data = _loads(raw)")
+
+
 def _has(*needles: str):
     return lambda stack, leaf: all(n in stack for n in needles)
 
 
-def _leaf(*needles: str):
-    return lambda stack, leaf: all(n in leaf for n in needles)
-
-
 def _db_wait(stack: str, leaf: str) -> bool:
-    # psycopg waits for the server in psycopg/waiting.py (or wait_c, seen as the caller's line).
-    return "waiting.py" in stack or "wait (psycopg" in stack or "_wait_" in leaf or "wait_c" in leaf
+    # psycopg blocks on the socket in Connection.wait (the C wait function): the server's time.
+    return leaf.startswith("Connection.wait (psycopg") or "waiting.py" in leaf
+
+
+def _in_parse(stack: str) -> bool:
+    return "parse_demand (" in stack or "parse_fast (" in stack or "rows_from (" in stack
 
 
 # (category, test) — first match wins, so specific tests come first.
 RULES = [
     ("broadcast (render + group_send)", _has("broadcast_demands_created")),
     ("dead-letter produce", _has("_dead_letter (demands/kafka.py")),
-    ("Kafka offset commit", _has("_commit (demands/kafka.py")),
-    ("transaction commit (DB round-trip)", lambda s, l: ("transaction.py" in s and "__exit__" in s and "persist" in s)),
-    # ours: demands.ingest.persist_batch
-    ("parse: JSON decode", lambda s, l: ("parse_demand" in s or "parse_fast" in s) and ("json/decoder.py" in s or "loads (json" in s)),
-    ("parse: orjson decode", lambda s, l: "parse_fast" in l and "demand_from_dict" not in s and "parse_demand" not in s),
-    ("parse: validation (schema)", lambda s, l: "parse_demand" in s or "demand_from_dict" in s),
+    ("Kafka offset commit (synchronous)", lambda s, l: "_commit (demands/kafka.py" in s or l.startswith(FLOOR_COMMIT)),
+    ("DB transaction commit", lambda s, l: "Atomic.__exit__" in s or "Transaction.__exit__ (psycopg" in s),
+    ("parse: json.loads (stdlib)", lambda s, l: _in_parse(s) and ("json/decoder.py" in s or "loads (json/" in s)),
+    ("parse: orjson.loads", lambda s, l: l.startswith(ORJSON_CALL)),
+    ("parse: validation (demands.schema)", lambda s, l: "parse_demand (" in s or "demand_from_dict (" in s),
     ("build Demand objects (Model.__init__)", _has("build_demand (demands/ingest.py")),
-    ("existing-identity SELECT: DB wait", lambda s, l: "_existing_identities" in s and _db_wait(s, l)),
-    ("existing-identity SELECT: ORM/driver", _has("_existing_identities")),
-    ("bulk_create: DB wait", lambda s, l: "bulk_create" in s and "persist_batch (" in s and _db_wait(s, l)),
-    ("bulk_create: psycopg adapt/send", lambda s, l: "bulk_create" in s and "persist_batch (" in s and "psycopg/" in s),
-    ("bulk_create: Django (values, SQL compile)", lambda s, l: "bulk_create" in s and "persist_batch (" in s),
-    # prototype: bench.prototype_persist.persist_batch_fast
-    ("fast: COPY rows into staging", lambda s, l: "_insert_postgresql" in s and ("copy" in s.lower()) and "write_row" in s),
-    ("fast: COPY end / staging setup", lambda s, l: "_insert_postgresql" in s and ("copy.py" in s or "_copy" in s)),
-    ("fast: INSERT…ON CONFLICT RETURNING (DB)", _has("_insert_postgresql")),
-    ("fast: multi-row INSERT (SQLite)", _has("_insert_multirow")),
-    ("fast: build row tuples", _has("persist_batch_fast")),
-    ("persist: other", lambda s, l: "persist_batch" in s),
-    ("Kafka message → IncomingMessage", _has("_record_from")),
+    ("existing-identity SELECT: server wait", lambda s, l: "_existing_identities" in s and _db_wait(s, l)),
+    ("existing-identity SELECT: ORM + driver", _has("_existing_identities")),
+    ("bulk_create: server wait", lambda s, l: "bulk_create" in s and _db_wait(s, l)),
+    ("bulk_create: psycopg adapting 500×17 params", lambda s, l: "bulk_create" in s and "psycopg/" in s),
+    ("bulk_create: Django (prep values, SQL compile)", _has("bulk_create")),
+    ("COPY rows into staging (write_row)", _has("write_row")),
+    ("COPY end (server parses rows)", lambda s, l: "Copy.__exit__" in s or "Copy.finish" in s),
+    ("INSERT…SELECT ON CONFLICT: server", lambda s, l: ("_insert_postgresql" in s or "PostgresWriter.write" in s)
+     and "Cursor.execute" in s),
+    ("multi-row INSERT (SQLite)", _has("_insert_multirow")),
+    ("build row tuples", lambda s, l: "persist_batch_fast (" in s or "rows_from (" in s),
+    ("persist: other", lambda s, l: "persist_batch" in s or "PostgresWriter" in s),
+    ("Kafka Message → IncomingMessage", _has("_record_from")),
     ("connection health check", _has("close_old_connections")),
-    ("Kafka consume() (incl. waiting for messages)", lambda s, l: "run (demands/kafka.py" in l or "_valid (demands/kafka.py" in l),
+    ("Kafka consume() (incl. waiting for messages)",
+     lambda s, l: l.startswith(CONSUME_CALLS) or "_valid (demands/kafka.py" in l),
 ]
 
 
