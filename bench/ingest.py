@@ -11,10 +11,12 @@ fresh consumer group into a fresh, migrated database:
             (SQLite: executemany INSERT … ON CONFLICT DO NOTHING)
   copy      plain COPY into demands_demand, not idempotent (SQLite: plain executemany INSERT)
   two       two `consume_demands` processes in one group (PostgreSQL only)
+  proto_async  proto with asynchronous offset commits (not in the default set: a variant to measure)
 
 Throughput comes from the stored rows' `received_at` (stamped once per batch), from the first
 batch to the last, so process start-up, the group join and shutdown are not counted. `--profile`
-adds py-spy runs of ours and proto on PostgreSQL, sampled from the first stored row to the last.
+adds py-spy runs of ours and proto (or the contenders named) on each database, sampled from the
+first stored row to the last.
 
     python -m bench.ingest [--messages 200000] [--db postgres,sqlite] [--repeat 2] [--profile]
 
@@ -48,9 +50,11 @@ LABELS = {
     "floor": "floor: COPY→staging + ON CONFLICT",
     "copy": "plain COPY (not idempotent)",
     "two": "ours ×2 processes, one group",
+    "proto_async": "proto + async offset commit",
 }
 SQLITE_LABELS = {"floor": "floor: executemany ON CONFLICT", "copy": "plain executemany INSERT"}
-PHASES = {"postgres": ["ours", "proto", "naive", "floor", "copy", "two"], "sqlite": ["ours", "proto", "naive", "floor", "copy"]}
+PHASES = {"postgres": ["ours", "proto", "proto_async", "naive", "floor", "copy", "two"],
+          "sqlite": ["ours", "proto", "proto_async", "naive", "floor", "copy"]}
 
 # Realistic rules, seeded in every database so the consumer runs with them once ingest applies rules.
 RULES = [
@@ -75,8 +79,10 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=500, help="ours/proto/floor batch size (consume_demands' default)")
     parser.add_argument("--batch-time", type=float, default=0.2)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--kafka-config", action="append", default=[], metavar="PROPERTY=VALUE",
+                        help="librdkafka property for ours/proto/two (KAFKA_CONFIG_…), e.g. queued.max.messages.kbytes=16384")
     parser.add_argument("--profile", nargs="?", const="ours,proto", default="",
-                        help="also profile these contenders on PostgreSQL with py-spy (default: ours,proto)")
+                        help="also profile these contenders with py-spy on each --db (default: ours,proto)")
     parser.add_argument("--topic", help="use this already loaded topic (≥ --messages demands) instead of a fresh one")
     parser.add_argument("--no-rules", action="store_true", help="do not seed the rules table")
     parser.add_argument("--phase-timeout", type=float, default=900, help="seconds before a contender is given up on")
@@ -92,16 +98,22 @@ def parse_args(argv=None):
 # -- contenders -------------------------------------------------------------------------------------
 def commands(phase: str, *, db, topic: str, group: str, args) -> tuple[list[list[str]], dict, int]:
     """(commands to start, environment, rows that mean "done") for one contender."""
+    kafka_config = {}
+    for item in args.kafka_config:
+        name, _, value = item.partition("=")
+        kafka_config["KAFKA_CONFIG_" + name.strip().upper().replace(".", "_")] = value.strip()
     env = harness.child_env(db.url, KAFKA_TOPICS=topic, KAFKA_DLQ_TOPIC=f"{topic}.dlq",
-                            KAFKA_BOOTSTRAP_SERVERS=args.bootstrap, LOG_LEVEL="INFO")
+                            KAFKA_BOOTSTRAP_SERVERS=args.bootstrap, LOG_LEVEL="INFO", **kafka_config)
     batch = ["--batch-size", str(args.batch_size), "--batch-time", str(args.batch_time)]
     ours = [PYTHON, "manage.py", "consume_demands", "--topics", topic, "--group", group, "--no-broadcast", *batch]
     if phase == "ours":
         return [ours], env, args.messages
     if phase == "two":
         return [ours, ours], env, args.messages
-    if phase == "proto":
-        return [[PYTHON, "-m", "bench.run_consumer", "--topics", topic, "--group", group, "--no-broadcast", *batch]], env, args.messages
+    if phase in ("proto", "proto_async"):
+        variant = ["--async-commit"] if phase == "proto_async" else []
+        return [[PYTHON, "-m", "bench.run_consumer", "--topics", topic, "--group", group, "--no-broadcast", *batch, *variant]], \
+            env, args.messages
     if phase == "naive":
         limit = min(args.naive_messages, args.messages)
         return [[PYTHON, "-m", "bench.naive_consumer", "--topic", topic, "--group", group, "--limit", str(limit),
@@ -120,7 +132,8 @@ def run_contender(phase: str, *, template, topic: str, run_tag: str, attempt: st
     cmds, env, target = commands(phase, db=db, topic=topic, group=group, args=args)
     label = f"{phase}/{template.kind} {attempt}"
     log(f"{label}: {len(cmds)} process(es), target {target:,} rows, database {getattr(db, 'name', db.url)}")
-    result: dict = {"phase": phase, "db": template.kind, "attempt": attempt, "target": target, "processes": len(cmds)}
+    result: dict = {"phase": phase, "db": template.kind, "attempt": attempt, "target": target, "processes": len(cmds),
+                    "load_avg_before": os.getloadavg()[0]}
     children = [harness.start(f"{template.kind}-{phase}-{attempt}-{i}", cmd, env=env, log_dir=log_dir) for i, cmd in enumerate(cmds)]
     _children.extend(children)
     spy = None
@@ -178,6 +191,7 @@ def run_contender(phase: str, *, template, topic: str, run_tag: str, attempt: st
             if code not in (0, None, -signal.SIGTERM):
                 result.setdefault("exit_codes", {})[child.name] = code
     result["stored"] = stored
+    result["load_avg_after"] = os.getloadavg()[0]
     result.update(harness.throughput(db.received_at()))
     if first_row_at and done_at:
         result["rate_polled"] = round(stored / (done_at - first_row_at), 1)  # a cross-check, ±0.5 s resolution
@@ -275,7 +289,7 @@ def summarize_runs(runs: list[dict], kinds: list[str], phases: list[str]) -> dic
 def ratios(runs: list[dict], kinds: list[str]) -> dict:
     """Median ratio, and the range over same-repeat pairs (run i of one / run i of the other)."""
     pairs = [("ours", "floor"), ("ours", "naive"), ("proto", "floor"), ("proto", "naive"), ("proto", "ours"),
-             ("two", "ours"), ("floor", "copy")]
+             ("proto_async", "floor"), ("two", "ours"), ("floor", "copy")]
     out: dict = {}
     for kind in kinds:
         for a, b in pairs:
@@ -306,7 +320,7 @@ def print_table(summary: dict, ratio: dict, profiles: dict) -> None:
             target = f"   target {targets[name]}" if name in targets else ""
             print(f"{kind:9} {name:14} {v['median']:8.2f}  ({v['min']:.2f}–{v['max']:.2f}){target}")
     for name, prof in profiles.items():
-        print(f"\nprofile of {name} on PostgreSQL ({prof['rate'] and round(prof['rate']):,} demands/s while sampled, "
+        print(f"\nprofile of {name} ({prof['rate'] and round(prof['rate']):,} demands/s while sampled, "
               f"py-spy --idle, {prof['file']}):")
         print(format_summary(prof["breakdown"], rate=prof["rate"]))
 
@@ -360,14 +374,14 @@ def main(argv=None) -> int:
                     report["runs"].append(run_contender(phase, template=templates[kind], topic=topic, run_tag=run_tag,
                                                         attempt=f"r{repeat}", args=args, log_dir=log_dir))
         profiles = {}
-        if args.profile and "postgres" in kinds:
-            for phase in [p.strip() for p in args.profile.split(",") if p.strip()]:
-                path = RESULTS / f"profile-{phase}-{stamp}.txt"
-                run = run_contender(phase, template=templates["postgres"], topic=topic, run_tag=run_tag,
+        for kind in kinds if args.profile else []:
+            for phase in [p.strip() for p in args.profile.split(",") if p.strip() in PHASES[kind]]:
+                path = RESULTS / f"profile-{phase}-{kind}-{stamp}.txt"
+                run = run_contender(phase, template=templates[kind], topic=topic, run_tag=run_tag,
                                     attempt="profiled", args=args, log_dir=log_dir, profile_to=path)
                 if path.exists():
-                    profiles[phase] = {"file": str(path.relative_to(ROOT)), "rate": run.get("rate"),
-                                       "breakdown": summarize(path), "run": run}
+                    profiles[f"{phase} on {kind}"] = {"file": str(path.relative_to(ROOT)), "rate": run.get("rate"),
+                                                      "breakdown": summarize(path), "run": run}
         report["profiles"] = profiles
         report["summary"] = summarize_runs(report["runs"], kinds, wanted)
         report["ratios"] = ratios(report["runs"], kinds)
