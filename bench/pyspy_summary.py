@@ -9,6 +9,7 @@ https://www.speedscope.app/ for a flame graph.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from collections import Counter
 from pathlib import Path
@@ -19,8 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _frame_at(relative: str, function: str, needle: str) -> str:
     """py-spy's name for the line of `relative` that contains `needle`: 'function (path:line)'."""
+    base = ROOT
+    if not (ROOT / relative).exists():  # a library: relative to site-packages, as py-spy names it
+        spec = importlib.util.find_spec(relative.split("/", 1)[0])
+        base = Path(spec.origin).parent.parent if spec and spec.origin else ROOT
     try:
-        for number, text in enumerate((ROOT / relative).read_text().splitlines(), 1):
+        for number, text in enumerate((base / relative).read_text().splitlines(), 1):
             if needle in text:
                 return f"{function} ({relative}:{number})"
     except OSError:
@@ -31,6 +36,7 @@ def _frame_at(relative: str, function: str, needle: str) -> str:
 CONSUME_CALLS = (_frame_at("demands/kafka.py", "ConsumeLoop.run", "self._consumer.consume("),
                  _frame_at("bench/floor_consumer.py", "main", "consumer.consume("))
 FLOOR_COMMIT = _frame_at("bench/floor_consumer.py", "main", "consumer.commit(")
+SQLITE_EXECUTE = _frame_at("django/db/backends/sqlite3/base.py", "SQLiteCursorWrapper.execute", "return super().execute(query, params)")
 ORJSON_CALL = _frame_at("bench/prototype_persist.py", "parse_fast", "data = _loads(raw)")
 
 
@@ -40,7 +46,9 @@ def _has(*needles: str):
 
 def _db_wait(stack: str, leaf: str) -> bool:
     # psycopg blocks on the socket in Connection.wait (the C wait function): the server's time.
-    return leaf.startswith("Connection.wait (psycopg") or "waiting.py" in leaf
+    # SQLite runs inside sqlite3's execute(), seen as the line of Django's wrapper that calls it.
+    return (leaf.startswith("Connection.wait (psycopg") or "waiting.py" in leaf
+            or leaf.startswith(SQLITE_EXECUTE))
 
 
 def _in_parse(stack: str) -> bool:
@@ -57,9 +65,9 @@ RULES = [
     ("parse: orjson.loads", lambda s, l: l.startswith(ORJSON_CALL)),
     ("parse: validation (demands.schema)", lambda s, l: "parse_demand (" in s or "demand_from_dict (" in s),
     ("build Demand objects (Model.__init__)", _has("build_demand (demands/ingest.py")),
-    ("existing-identity SELECT: server wait", lambda s, l: "_existing_identities" in s and _db_wait(s, l)),
+    ("existing-identity SELECT: database", lambda s, l: "_existing_identities" in s and _db_wait(s, l)),
     ("existing-identity SELECT: ORM + driver", _has("_existing_identities")),
-    ("bulk_create: server wait", lambda s, l: "bulk_create" in s and _db_wait(s, l)),
+    ("bulk_create: database", lambda s, l: "bulk_create" in s and _db_wait(s, l)),
     ("bulk_create: psycopg adapting 500×17 params", lambda s, l: "bulk_create" in s and "psycopg/" in s),
     ("bulk_create: Django (prep values, SQL compile)", _has("bulk_create")),
     ("COPY rows into staging (write_row)", _has("write_row")),
