@@ -120,6 +120,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--batch-time", type=float, default=0.2)
     parser.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
+    parser.add_argument("--async-commit", action="store_true", help="commit offsets without waiting (final commit is synchronous)")
     args = parser.parse_args()
 
     sqlite = args.db_url.startswith("sqlite")
@@ -137,6 +138,7 @@ def main() -> int:
     consumer.subscribe([args.topic])
     deadline = time.monotonic() + args.timeout
     stored = 0
+    committed: dict[int, int] = {}
     try:
         while not stopping and time.monotonic() < deadline:
             messages = consumer.consume(args.batch_size, args.batch_time)
@@ -153,9 +155,16 @@ def main() -> int:
             offsets: dict[int, int] = {}
             for message in valid:
                 offsets[message.partition()] = message.offset() + 1
-            consumer.commit(offsets=[TopicPartition(args.topic, p, o) for p, o in offsets.items()], asynchronous=False)
+            committed.update(offsets)
+            consumer.commit(offsets=[TopicPartition(args.topic, p, o) for p, o in offsets.items()],
+                            asynchronous=args.async_commit)
             stored += len(valid)
     finally:
+        if args.async_commit and committed:
+            try:
+                consumer.commit(offsets=[TopicPartition(args.topic, p, o) for p, o in committed.items()], asynchronous=False)
+            except KafkaException:
+                pass
         consumer.close()
         writer.close()
     print(f"floor consumer ({args.mode}): stored {stored}")

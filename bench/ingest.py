@@ -11,7 +11,7 @@ fresh consumer group into a fresh, migrated database:
             (SQLite: executemany INSERT … ON CONFLICT DO NOTHING)
   copy      plain COPY into demands_demand, not idempotent (SQLite: plain executemany INSERT)
   two       two `consume_demands` processes in one group (PostgreSQL only)
-  proto_async  proto with asynchronous offset commits (not in the default set: a variant to measure)
+  proto_async, floor_async   the same with asynchronous offset commits (variants, not in the default set)
 
 Throughput comes from the stored rows' `received_at` (stamped once per batch), from the first
 batch to the last, so process start-up, the group join and shutdown are not counted. `--profile`
@@ -51,10 +51,11 @@ LABELS = {
     "copy": "plain COPY (not idempotent)",
     "two": "ours ×2 processes, one group",
     "proto_async": "proto + async offset commit",
+    "floor_async": "floor + async offset commit",
 }
 SQLITE_LABELS = {"floor": "floor: executemany ON CONFLICT", "copy": "plain executemany INSERT"}
-PHASES = {"postgres": ["ours", "proto", "proto_async", "naive", "floor", "copy", "two"],
-          "sqlite": ["ours", "proto", "proto_async", "naive", "floor", "copy"]}
+PHASES = {"postgres": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy", "two"],
+          "sqlite": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy"]}
 
 # Realistic rules, seeded in every database so the consumer runs with them once ingest applies rules.
 RULES = [
@@ -118,10 +119,12 @@ def commands(phase: str, *, db, topic: str, group: str, args) -> tuple[list[list
         limit = min(args.naive_messages, args.messages)
         return [[PYTHON, "-m", "bench.naive_consumer", "--topic", topic, "--group", group, "--limit", str(limit),
                  "--bootstrap", args.bootstrap, "--timeout", str(args.phase_timeout)]], env, limit
-    if phase in ("floor", "copy"):
-        mode = {"floor": "upsert", "copy": "copy" if db.kind == "postgres" else "insert"}[phase]
-        return [[PYTHON, "-m", "bench.floor_consumer", "--db-url", db.url, "--topic", topic, "--group", group,
-                 "--mode", mode, "--bootstrap", args.bootstrap, *batch, "--timeout", str(args.phase_timeout)]], env, args.messages
+    if phase in ("floor", "floor_async", "copy"):
+        mode = "copy" if db.kind == "postgres" else "insert"
+        mode = "upsert" if phase.startswith("floor") else mode
+        variant = ["--async-commit"] if phase == "floor_async" else []
+        return [[PYTHON, "-m", "bench.floor_consumer", "--db-url", db.url, "--topic", topic, "--group", group, "--mode", mode,
+                 "--bootstrap", args.bootstrap, *batch, "--timeout", str(args.phase_timeout), *variant]], env, args.messages
     raise ValueError(phase)
 
 
@@ -289,7 +292,7 @@ def summarize_runs(runs: list[dict], kinds: list[str], phases: list[str]) -> dic
 def ratios(runs: list[dict], kinds: list[str]) -> dict:
     """Median ratio, and the range over same-repeat pairs (run i of one / run i of the other)."""
     pairs = [("ours", "floor"), ("ours", "naive"), ("proto", "floor"), ("proto", "naive"), ("proto", "ours"),
-             ("proto_async", "floor"), ("two", "ours"), ("floor", "copy")]
+             ("proto_async", "floor"), ("proto_async", "floor_async"), ("two", "ours"), ("floor", "copy")]
     out: dict = {}
     for kind in kinds:
         for a, b in pairs:
