@@ -11,6 +11,7 @@ latency of every demand. Produce time is taken just before `Producer.produce()`;
 the same (one process).
 
     python -m bench.live_latency [--rate 200] [--seconds 60] [--mode split|embedded] [--batch-time 0.2]
+                                 [--persist ours|fast] [--async-commit]
 
 Prints p50/p95/p99/max and writes bench/results/live-latency-<timestamp>.json. Bounded: the run
 lasts --seconds plus a drain of --drain seconds; everything it starts it stops.
@@ -50,6 +51,7 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=None, help="consumer batch size (default: settings)")
     parser.add_argument("--batch-time", type=float, default=None, help="consumer batch time (default: settings)")
     parser.add_argument("--persist", choices=["ours", "fast"], default="ours", help="fast = bench/prototype_persist.py")
+    parser.add_argument("--async-commit", action="store_true", help="consumer commits offsets asynchronously (bench/run_consumer.py)")
     parser.add_argument("--pg-server", default=os.environ.get("BENCH_PG_SERVER", "postgres://umsg@127.0.0.1:5433"))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6380/0"))
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
@@ -115,9 +117,13 @@ class WebsocketRecorder:
             raise self.error
 
     def stop(self) -> None:
-        if self._loop and self._stop:
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+        if self._loop and self._stop and not self._loop.is_closed():
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the loop closed meanwhile: the thread is ending anyway
+                pass
+        if self._thread.is_alive():
+            self._thread.join(10)
 
     def _run(self) -> None:
         try:
@@ -200,8 +206,10 @@ def main(argv=None) -> int:
             env = harness.child_env(db.url, REDIS_URL=args.redis_url, **extra)
             children.append(harness.start("daphne", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                                                      "unified_msg_site.asgi:application"], env=env, log_dir=log_dir))
-            consumer = ([PYTHON, "manage.py", "consume_demands"] if args.persist == "ours"
-                        else [PYTHON, "-m", "bench.run_consumer", "--topics", topic, "--group", extra["KAFKA_CONSUMER_GROUP"]])
+            consumer = [PYTHON, "manage.py", "consume_demands"]
+            if args.persist != "ours" or args.async_commit:
+                consumer = [PYTHON, "-m", "bench.run_consumer", "--topics", topic, "--group", extra["KAFKA_CONSUMER_GROUP"],
+                            "--persist", args.persist, *(["--async-commit"] if args.async_commit else [])]
             children.append(harness.start("consumer", consumer, env=env, log_dir=log_dir))
         else:
             env = harness.child_env(db.url, **extra)
@@ -258,26 +266,35 @@ def main(argv=None) -> int:
         recorder.stop()
         stats = [c.stats() for c in children]
         with psycopg.connect(db.url) as conn:
-            ids = dict(conn.execute("SELECT id, message_id FROM demands_demand").fetchall())
-        latencies = []
+            rows = {pk: (message_id, received_at.timestamp()) for pk, message_id, received_at in
+                    conn.execute("SELECT id, message_id, received_at FROM demands_demand")}
+        # received_at is stamped when the consumer starts the batch: it splits the trip in two.
+        latencies, to_consumer, consumer_to_browser = [], [], []
         for pk, arrived in recorder.arrivals.items():
-            message_id = ids.get(pk)
+            message_id, batch_started = rows.get(pk, (None, None))
             if message_id in produced:
                 latencies.append((arrived - produced[message_id]) * 1000)
+                to_consumer.append((batch_started - produced[message_id]) * 1000)
+                consumer_to_browser.append((arrived - batch_started) * 1000)
         report.update({
-            "produced": total, "stored": len([m for m in ids.values() if m in produced]),
+            "produced": total, "stored": len([m for m, _ in rows.values() if m in produced]),
             "received": len(latencies), "frames": recorder.frames, "latency": percentiles(latencies),
+            "produce_to_batch_start": percentiles(to_consumer), "batch_start_to_browser": percentiles(consumer_to_browser),
             "processes": {c.name: s for c, s in zip(children, stats)},
         })
         lat = report["latency"]
         print()
         print(f"live latency ({args.mode}, {args.rate:g}/s for {args.seconds:g}s, consumer batch time "
-              f"{args.batch_time or 'default'}, persist {args.persist}):")
+              f"{args.batch_time or 'default'}, persist {args.persist}{', async commit' if args.async_commit else ''}):")
         print(f"  produced {total:,}, stored {report['stored']:,}, received on the websocket {len(latencies):,} "
               f"in {recorder.frames:,} frames")
         if lat:
             print(f"  produce → received: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, "
                   f"max {lat['max_ms']} ms   (targets p50 ≤ 30, p99 ≤ 100)")
+            for name, label in (("produce_to_batch_start", "produce → consumer batch starts"),
+                                ("batch_start_to_browser", "batch starts → websocket (persist, render, send)")):
+                part = report[name]
+                print(f"    {label:50} p50 {part['p50_ms']} ms, p95 {part['p95_ms']} ms, p99 {part['p99_ms']} ms")
         return 0 if lat else 1
     except KeyboardInterrupt:
         log("interrupted: stopping what was started")
