@@ -12,6 +12,7 @@ fresh consumer group into a fresh, migrated database:
   copy      plain COPY into demands_demand, not idempotent (SQLite: plain executemany INSERT)
   two       two `consume_demands` processes in one group (PostgreSQL only)
   proto_async, floor_async   the same with asynchronous offset commits (variants, not in the default set)
+  two_proto two proto processes in one group (variant)
 
 Throughput comes from the stored rows' `received_at` (stamped once per batch), from the first
 batch to the last, so process start-up, the group join and shutdown are not counted. `--profile`
@@ -52,9 +53,10 @@ LABELS = {
     "two": "ours ×2 processes, one group",
     "proto_async": "proto + async offset commit",
     "floor_async": "floor + async offset commit",
+    "two_proto": "proto ×2 processes, one group",
 }
 SQLITE_LABELS = {"floor": "floor: executemany ON CONFLICT", "copy": "plain executemany INSERT"}
-PHASES = {"postgres": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy", "two"],
+PHASES = {"postgres": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy", "two", "two_proto"],
           "sqlite": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy"]}
 
 # Realistic rules, seeded in every database so the consumer runs with them once ingest applies rules.
@@ -111,10 +113,10 @@ def commands(phase: str, *, db, topic: str, group: str, args) -> tuple[list[list
         return [ours], env, args.messages
     if phase == "two":
         return [ours, ours], env, args.messages
-    if phase in ("proto", "proto_async"):
+    if phase in ("proto", "proto_async", "two_proto"):
         variant = ["--async-commit"] if phase == "proto_async" else []
-        return [[PYTHON, "-m", "bench.run_consumer", "--topics", topic, "--group", group, "--no-broadcast", *batch, *variant]], \
-            env, args.messages
+        proto = [PYTHON, "-m", "bench.run_consumer", "--topics", topic, "--group", group, "--no-broadcast", *batch, *variant]
+        return [proto] * (2 if phase == "two_proto" else 1), env, args.messages
     if phase == "naive":
         limit = min(args.naive_messages, args.messages)
         return [[PYTHON, "-m", "bench.naive_consumer", "--topic", topic, "--group", group, "--limit", str(limit),
@@ -292,7 +294,8 @@ def summarize_runs(runs: list[dict], kinds: list[str], phases: list[str]) -> dic
 def ratios(runs: list[dict], kinds: list[str]) -> dict:
     """Median ratio, and the range over same-repeat pairs (run i of one / run i of the other)."""
     pairs = [("ours", "floor"), ("ours", "naive"), ("proto", "floor"), ("proto", "naive"), ("proto", "ours"),
-             ("proto_async", "floor"), ("proto_async", "floor_async"), ("two", "ours"), ("floor", "copy")]
+             ("proto_async", "floor"), ("proto_async", "floor_async"), ("two", "ours"), ("two_proto", "proto"),
+             ("floor", "copy")]
     out: dict = {}
     for kind in kinds:
         for a, b in pairs:
