@@ -27,6 +27,7 @@ import re
 import signal
 import socket
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -55,6 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--pg-server", default=os.environ.get("BENCH_PG_SERVER", "postgres://umsg@127.0.0.1:5433"))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6380/0"))
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--profile", action="store_true", help="py-spy the consumer process while producing (split mode)")
     parser.add_argument("--no-services", action="store_true")
     parser.add_argument("--output", type=Path)
     return parser.parse_args(argv)
@@ -185,8 +187,6 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         if not args.no_services:
-            import subprocess
-
             subprocess.run([str(ROOT / "services" / "up.sh"), "kafka", "postgres", *(["redis"] if args.mode == "split" else [])],
                            check=True, timeout=300)
         create_topic(args.bootstrap, topic, 6)
@@ -240,6 +240,12 @@ def main(argv=None) -> int:
         warm = set(recorder.arrivals)
         log(f"warm-up row arrived; producing {args.rate:g}/s for {args.seconds:g}s")
 
+        spy = None
+        profile_path = RESULTS / f"profile-live-consumer-{stamp}.txt"
+        if args.profile and args.mode == "split":
+            spy = subprocess.Popen([harness.tool("py-spy"), "record", "-p", str(children[1].pid), "-o", str(profile_path),
+                                    "--format", "raw", "--rate", "200", "--idle", "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         interval = 1.0 / args.rate
         total = int(args.rate * args.seconds)
         start = time.monotonic()
@@ -260,6 +266,13 @@ def main(argv=None) -> int:
                 last_report = now
         producer.flush(10)
         report["produce_seconds"] = round(time.monotonic() - start, 2)
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(5)
         drain_until = time.monotonic() + args.drain
         while len(recorder.arrivals) - len(warm) < total and time.monotonic() < drain_until:
             time.sleep(0.2)
@@ -295,6 +308,13 @@ def main(argv=None) -> int:
                                 ("batch_start_to_browser", "batch starts → websocket (persist, render, send)")):
                 part = report[name]
                 print(f"    {label:50} p50 {part['p50_ms']} ms, p95 {part['p95_ms']} ms, p99 {part['p99_ms']} ms")
+        if spy is not None and profile_path.exists():
+            from bench.pyspy_summary import format_summary, summarize
+
+            breakdown = summarize(profile_path)
+            report["profile"] = {"file": str(profile_path.relative_to(ROOT)), "breakdown": breakdown}
+            print(f"\n  consumer profile while producing ({profile_path.relative_to(ROOT)}; µs per demand at {args.rate:g}/s):")
+            print(format_summary(breakdown, rate=args.rate))
         return 0 if lat else 1
     except KeyboardInterrupt:
         log("interrupted: stopping what was started")

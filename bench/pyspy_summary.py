@@ -57,7 +57,10 @@ def _in_parse(stack: str) -> bool:
 
 # (category, test) — first match wins, so specific tests come first.
 RULES = [
-    ("broadcast (render + group_send)", _has("broadcast_demands_created")),
+    ("broadcast: render rows (templates)", _has("broadcast_demands_created", "render_to_string")),
+    ("broadcast: group_send (async_to_sync + channel layer)", _has("broadcast_demands_created")),
+    ("broadcast: read created rows back (prototype)", lambda s, l: "run_consumer.py" in s and "persist (" in s
+     and "persist_batch_fast" not in s),
     ("dead-letter produce", _has("_dead_letter (demands/kafka.py")),
     ("Kafka offset commit (synchronous)", lambda s, l: "_commit (demands/kafka.py" in s or l.startswith(FLOOR_COMMIT)),
     ("DB transaction commit", lambda s, l: "Atomic.__exit__" in s or "Transaction.__exit__ (psycopg" in s),
