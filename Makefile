@@ -66,5 +66,17 @@ browser:
 	@test -x $(CHROMIUM) || UMSG_SVC=chromium bash -c '. services/lib.sh && apt_install chromium'
 	@test -x $(CHROMIUM) || { echo "browser tests need $(CHROMIUM): apt-get install -y chromium (as root)" >&2; exit 1; }
 
+## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with a py-spy profile; figures
+## in bench/results/. BENCH_ARGS='--messages 50000 --repeat 1' for a quicker run.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	services/up.sh kafka postgres
+	$(PY) -m bench.ingest --db postgres,sqlite --profile $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache test-artifacts
