@@ -21,7 +21,6 @@ from datetime import datetime
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from . import schema
@@ -239,8 +238,10 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
                 for demand in batch:
                     copy.write_row(_row_values(demand) + default_values)
             raw.execute(f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM demand_ingest_staging {conflict}")
+            # No TRUNCATE (it churns the catalog every batch): rows left from an earlier call in the
+            # same transaction are in the table already, so ON CONFLICT skips them and RETURNING
+            # names only this call's new rows.
             rows = raw.fetchall()
-            raw.execute("TRUNCATE demand_ingest_staging")  # a retried batch in the same transaction starts clean
             inserted.update({(source, message_id): pk for pk, source, message_id in rows})
         else:
             adapt = connection.ops.adapt_datetimefield_value
@@ -261,40 +262,53 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
 
 
 def _assign_groups(demands: list[NewDemand], now: datetime) -> None:
-    """Put each demand in the group of its fingerprint: one upsert creates missing groups and
-    returns every group's id. Counts are added after the insert, for the demands that were new."""
+    """Put each demand in the group of its fingerprint. Existing groups are only read (no row
+    written twice per batch); missing ones are inserted. Counts are added after the demands'
+    insert, for the demands that were new."""
     by_fingerprint: dict[str, list[NewDemand]] = defaultdict(list)
     for demand in demands:
         by_fingerprint[fingerprint(type=demand.type, source=demand.source, content=demand.content)].append(demand)
-    table = DemandGroup._meta.db_table
-    values, params = [], []
-    for fp in sorted(by_fingerprint):  # one lock order for every consumer: no deadlocks between them
-        first = by_fingerprint[fp][0]
-        values.append("(%s, %s, %s, %s, 0, %s, %s)")
+    group_ids = dict(DemandGroup.objects.filter(fingerprint__in=list(by_fingerprint)).values_list("fingerprint", "id"))
+    missing = sorted(fp for fp in by_fingerprint if fp not in group_ids)  # one lock order for every consumer
+    if missing:
+        table = DemandGroup._meta.db_table
         stamp = connection.ops.adapt_datetimefield_value(now)
-        params += [fp, first.type, first.source, first.content[:200], stamp, stamp]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} (fingerprint, type, source, title, count, first_seen, last_seen) "
-            f"VALUES {', '.join(values)} ON CONFLICT (fingerprint) DO UPDATE SET fingerprint = excluded.fingerprint "
-            "RETURNING id, fingerprint",
-            params,
-        )
-        group_ids = {fp: pk for pk, fp in cursor.fetchall()}
+        params = []
+        for fp in missing:
+            first = by_fingerprint[fp][0]
+            params += [fp, first.type, first.source, first.content[:200], stamp, stamp]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (fingerprint, type, source, title, count, first_seen, last_seen) "
+                f"VALUES {', '.join(['(%s, %s, %s, %s, 0, %s, %s)'] * len(missing))} ON CONFLICT (fingerprint) DO NOTHING",
+                params,
+            )
+        # Ours, or a concurrent consumer's that won the race: read them back either way.
+        group_ids.update(DemandGroup.objects.filter(fingerprint__in=missing).values_list("fingerprint", "id"))
     for fp, members in by_fingerprint.items():
         for demand in members:
             demand.group_id = group_ids[fp]
 
 
 def _count_group_members(created: list[NewDemand], now: datetime) -> None:
+    """Add each group's new members in one UPDATE … FROM (VALUES …) (PostgreSQL, SQLite ≥ 3.33)."""
     per_group: dict[int, int] = defaultdict(int)
     for demand in created:
         per_group[demand.group_id] += 1
-    by_increment: dict[int, list[int]] = defaultdict(list)
-    for group_id, n in per_group.items():
-        by_increment[n].append(group_id)
-    for increment, group_ids in by_increment.items():  # usually one UPDATE: most groups grow by 1
-        DemandGroup.objects.filter(pk__in=sorted(group_ids)).update(count=F("count") + increment, last_seen=now)
+    if not per_group:
+        return
+    table = DemandGroup._meta.db_table
+    ids = sorted(per_group)  # one lock order for every consumer
+    values = ", ".join(["(%s, %s)"] * len(ids))
+    params = [value for group_id in ids for value in (group_id, per_group[group_id])]
+    cast = "::bigint" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET count = {table}.count + v.n, last_seen = %s "
+            # VALUES columns are column1, column2 in both databases (SQLite has no column aliases here).
+            f"FROM (SELECT column1 AS id, column2 AS n FROM (VALUES {values}) AS t) AS v WHERE {table}.id = v.id{cast}",
+            [connection.ops.adapt_datetimefield_value(now), *params],
+        )
 
 
 def _record_rule_changes(created: list[NewDemand], changes: dict[int, list[RuleChange]], now: datetime) -> list[int]:
@@ -332,8 +346,23 @@ def _record_rule_changes(created: list[NewDemand], changes: dict[int, list[RuleC
                     for member in teams[int(change.new)].members.filter(is_active=True)
                     if member.pk != demand.assignee_id
                 )
-    DemandEvent.objects.bulk_create(events)
+    _insert_rows(DemandEvent, events)  # history rows can be many (a rule per demand): no ORM per-row cost
     return [n.pk for n in Notification.objects.bulk_create(notifications)]
+
+
+def _insert_rows(model, objects: list) -> None:
+    """Multi-row INSERTs of unsaved model instances' concrete values (no ids needed back)."""
+    if not objects:
+        return
+    fields_ = [f for f in model._meta.concrete_fields if not f.primary_key]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields_)
+    row = "(" + ", ".join(["%s"] * len(fields_)) + ")"
+    chunk = max(1, 30_000 // len(fields_))
+    with connection.cursor() as cursor:
+        for start in range(0, len(objects), chunk):
+            part = objects[start : start + chunk]
+            params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in part for f in fields_]
+            cursor.execute(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join([row] * len(part))}", params)
 
 
 def _key_text(key: bytes | None) -> str:

@@ -87,12 +87,19 @@ class Demand(models.Model):
     received_at = models.DateTimeField(_("stored at"), default=timezone.now)
     # Triage.
     category = models.CharField(_("category"), max_length=64, blank=True)
+    # No single-column indexes on these three: the (field, -id) indexes below lead with the same
+    # column and serve joins and deletes too; every index costs on the hot insert path.
     assignee = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="assigned_demands",
-        verbose_name=_("assignee"),
+        verbose_name=_("assignee"), db_index=False,
     )
-    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="demands", verbose_name=_("team"))
-    group = models.ForeignKey(DemandGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="demands", verbose_name=_("group"))
+    team = models.ForeignKey(
+        Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="demands", verbose_name=_("team"), db_index=False
+    )
+    group = models.ForeignKey(
+        DemandGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="demands", verbose_name=_("group"),
+        db_index=False,
+    )
     duplicate_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates", verbose_name=_("duplicate of")
     )
