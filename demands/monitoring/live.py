@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.template.loader import render_to_string
 
 MONITORING_GROUP = "monitoring"
@@ -19,7 +17,9 @@ EVENT_ALERT = "monitoring.alert"  # … .monitoring_alert
 
 
 def _send(event: dict) -> None:
-    async_to_sync(get_channel_layer().group_send)(MONITORING_GROUP, event)
+    from demands.live import group_send
+
+    group_send(MONITORING_GROUP, event)
 
 
 def tick_frame(*, summary_html: str, panels_html: str, series: dict) -> str:

@@ -37,6 +37,12 @@ class Command(BaseCommand):
         from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
+        import daphne.server
+
+        from demands import live
+
+        # Broadcasts from the consumer and monitor threads go straight onto daphne's loop.
+        live.use_server_loop(daphne.server.twisted_loop)
         stop = threading.Event()
         threads = []
         loop_holder: dict = {}
