@@ -333,7 +333,7 @@ def main(argv=None) -> int:
             delete_topics(args.bootstrap, [topic, f"{topic}.dlq"])
         if "latency" in report:
             output.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
-            log(f"wrote {output.relative_to(ROOT)}")
+            log(f"wrote {output}")
 
 
 if __name__ == "__main__":
