@@ -321,16 +321,19 @@ def main(argv=None) -> int:
         log("interrupted: stopping what was started")
         return 130
     finally:
-        if recorder is not None:
-            recorder.stop()
-        for child in children:
-            harness.stop(child, grace=15)
-        if template is not None:
-            if db is not None:
-                db._conn.close()
-            template.drop()
-        if topic_created:
-            delete_topics(args.bootstrap, [topic, f"{topic}.dlq"])
+        # Each step on its own: one failing must not leave processes, databases or topics behind.
+        cleanup = [
+            *([recorder.stop] if recorder is not None else []),
+            *[(lambda c=child: harness.stop(c, grace=15)) for child in children],
+            *([db._conn.close] if db is not None else []),
+            *([template.drop] if template is not None else []),
+            *([lambda: delete_topics(args.bootstrap, [topic, f"{topic}.dlq"])] if topic_created else []),
+        ]
+        for step in cleanup:
+            try:
+                step()
+            except Exception as exc:
+                log(f"warning: clean-up step failed: {exc!r}")
         if "latency" in report:
             output.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
             log(f"wrote {output}")
