@@ -66,8 +66,9 @@ browser:
 	@test -x $(CHROMIUM) || UMSG_SVC=chromium bash -c '. services/lib.sh && apt_install chromium'
 	@test -x $(CHROMIUM) || { echo "browser tests need $(CHROMIUM): apt-get install -y chromium (as root)" >&2; exit 1; }
 
-## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with a py-spy profile; figures
-## in bench/results/. BENCH_ARGS='--messages 50000 --repeat 1' for a quicker run.
+## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with py-spy profiles, persist
+## paths without Kafka, live latency; figures in bench/results/ (bench/README.md says more).
+## BENCH_ARGS='--messages 50000 --repeat 1' for a quicker ingest run, LIVE_ARGS='--seconds 20'.
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
@@ -77,6 +78,9 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	services/up.sh kafka postgres
 	$(PY) -m bench.ingest --db postgres,sqlite --profile $(BENCH_ARGS)
+	$(PY) -m bench.persist_micro
+	services/up.sh redis
+	$(PY) -m bench.live_latency $(LIVE_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache test-artifacts

@@ -198,7 +198,7 @@ def run_contender(phase: str, *, template, topic: str, run_tag: str, attempt: st
     result["stored"] = stored
     result["load_avg_after"] = os.getloadavg()[0]
     result.update(harness.throughput(db.received_at()))
-    if first_row_at and done_at:
+    if first_row_at and done_at and done_at > first_row_at:
         result["rate_polled"] = round(stored / (done_at - first_row_at), 1)  # a cross-check, ±0.5 s resolution
     result["db_size_mb"] = round(db.size_bytes() / 2**20, 1)
     stats = result["processes_stats"]
@@ -377,8 +377,12 @@ def main(argv=None) -> int:
         for repeat in range(1, args.repeat + 1):
             for kind in kinds:
                 for phase in [p for p in PHASES[kind] if p in wanted]:
-                    report["runs"].append(run_contender(phase, template=templates[kind], topic=topic, run_tag=run_tag,
-                                                        attempt=f"r{repeat}", args=args, log_dir=log_dir))
+                    try:
+                        report["runs"].append(run_contender(phase, template=templates[kind], topic=topic, run_tag=run_tag,
+                                                            attempt=f"r{repeat}", args=args, log_dir=log_dir))
+                    except Exception as exc:  # one contender failing must not lose the others' figures
+                        log(f"{phase}/{kind} r{repeat} failed: {exc!r}")
+                        report["runs"].append({"phase": phase, "db": kind, "attempt": f"r{repeat}", "error": repr(exc)})
         profiles = {}
         for kind in kinds if args.profile else []:
             for phase in [p.strip() for p in args.profile.split(",") if p.strip() in PHASES[kind]]:

@@ -48,7 +48,8 @@ def parse_args(argv=None):
     parser.add_argument("--rate", type=float, default=200, help="demands produced per second")
     parser.add_argument("--seconds", type=float, default=60, help="how long to produce")
     parser.add_argument("--drain", type=float, default=10, help="seconds to wait for the last rows")
-    parser.add_argument("--mode", choices=["split", "embedded"], default="split")
+    parser.add_argument("--mode", choices=["split", "embedded", "embedded-fixed"], default="split",
+                        help="embedded-fixed: run_dashboard with the broadcast on daphne's loop (bench/run_dashboard_fixed.py)")
     parser.add_argument("--batch-size", type=int, default=None, help="consumer batch size (default: settings)")
     parser.add_argument("--batch-time", type=float, default=None, help="consumer batch time (default: settings)")
     parser.add_argument("--persist", choices=["ours", "fast"], default="ours", help="fast = bench/prototype_persist.py")
@@ -213,8 +214,8 @@ def main(argv=None) -> int:
             children.append(harness.start("consumer", consumer, env=env, log_dir=log_dir))
         else:
             env = harness.child_env(db.url, **extra)
-            children.append(harness.start("run_dashboard", [PYTHON, "manage.py", "run_dashboard", "--no-demo", "--port", str(port)],
-                                          env=env, log_dir=log_dir))
+            runner = [PYTHON, "manage.py", "run_dashboard"] if args.mode == "embedded" else [PYTHON, "-m", "bench.run_dashboard_fixed"]
+            children.append(harness.start("run_dashboard", [*runner, "--no-demo", "--port", str(port)], env=env, log_dir=log_dir))
         wait_for_port(port, 60, children)
         recorder = WebsocketRecorder(f"ws://127.0.0.1:{port}/ws/demands/", session_key, f"http://127.0.0.1:{port}")
         recorder.start()
@@ -320,19 +321,22 @@ def main(argv=None) -> int:
         log("interrupted: stopping what was started")
         return 130
     finally:
-        if recorder is not None:
-            recorder.stop()
-        for child in children:
-            harness.stop(child, grace=15)
-        if template is not None:
-            if db is not None:
-                db._conn.close()
-            template.drop()
-        if topic_created:
-            delete_topics(args.bootstrap, [topic, f"{topic}.dlq"])
+        # Each step on its own: one failing must not leave processes, databases or topics behind.
+        cleanup = [
+            *([recorder.stop] if recorder is not None else []),
+            *[(lambda c=child: harness.stop(c, grace=15)) for child in children],
+            *([db._conn.close] if db is not None else []),
+            *([template.drop] if template is not None else []),
+            *([lambda: delete_topics(args.bootstrap, [topic, f"{topic}.dlq"])] if topic_created else []),
+        ]
+        for step in cleanup:
+            try:
+                step()
+            except Exception as exc:
+                log(f"warning: clean-up step failed: {exc!r}")
         if "latency" in report:
             output.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
-            log(f"wrote {output.relative_to(ROOT)}")
+            log(f"wrote {output}")
 
 
 if __name__ == "__main__":

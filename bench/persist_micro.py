@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def main(argv=None) -> int:
             db.drop()
         finally:
             template.drop()
+    shutil.rmtree(work_dir, ignore_errors=True)
     # CPU per demand is the steadier figure when other work shares the machine; wall rate includes the database.
     print(f"\n{'db':9} {'variant':15} {'demands/s':>10} {'min–max':>17} {'× ours':>7} {'client CPU µs/demand':>21}")
     for kind in dict.fromkeys(r["db"] for r in report["runs"]):

@@ -78,6 +78,7 @@ RULES = [
     ("INSERT…SELECT ON CONFLICT: server", lambda s, l: ("_insert_postgresql" in s or "PostgresWriter.write" in s)
      and "Cursor.execute" in s),
     ("multi-row INSERT (SQLite)", _has("_insert_multirow")),
+    ("executemany INSERT (SQLite)", lambda s, l: l.startswith("SqliteWriter.write")),
     ("build row tuples", lambda s, l: "persist_batch_fast (" in s or "rows_from (" in s),
     ("persist: other", lambda s, l: "persist_batch" in s or "PostgresWriter" in s),
     ("Kafka Message → IncomingMessage", _has("_record_from")),
