@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zoneinfo
 from datetime import timezone as dt_timezone
 from urllib.parse import parse_qs
 
@@ -79,14 +78,11 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
     @staticmethod
     def _filters(params: dict, user) -> selectors.DemandFilters:
         """The page's filters, with dates in the user's time zone (no middleware on sockets)."""
+        from .middleware import preference_zone
         from .models import UserPreference
 
         zone = UserPreference.objects.filter(user=user).values_list("time_zone", flat=True).first()
-        try:
-            tz = zoneinfo.ZoneInfo(zone) if zone else None
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            tz = None
-        return selectors.DemandFilters.from_params(params, user=user, tz=tz or dt_timezone.utc)
+        return selectors.DemandFilters.from_params(params, user=user, tz=preference_zone(zone) or dt_timezone.utc)
 
     async def disconnect(self, code):
         for group in getattr(self, "groups_joined", ()):

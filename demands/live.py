@@ -107,9 +107,6 @@ def group_send(group: str, event: dict) -> None:
     async_to_sync(layer.group_send)(group, event)
 
 
-def _send(group: str, event: dict) -> None:
-    group_send(group, event)
-
 
 def broadcast_demands_created(demands) -> None:
     """Send a batch of new demands to every open list page. Call after the transaction committed."""
@@ -120,7 +117,7 @@ def broadcast_demands_created(demands) -> None:
     newest = sorted(demands, key=lambda d: d.pk, reverse=True)[: settings.DEMANDS_LIVE_BATCH_ROWS]
     # Ingest hands over its light rows (ingest.NewDemand); templates want the model.
     rows = [row_payload(demand.to_model() if hasattr(demand, "to_model") else demand) for demand in newest]
-    _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CREATED, "rows": rows, "more": len(demands) > len(newest)})
+    group_send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CREATED, "rows": rows, "more": len(demands) > len(newest)})
 
 
 def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> None:
@@ -128,7 +125,7 @@ def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> N
     from .models import Demand, DemandEvent  # live is imported by models' users
 
     demand = Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
-    _send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CHANGED, "rows": [row_payload(demand, is_new=False)]})
+    group_send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CHANGED, "rows": [row_payload(demand, is_new=False)]})
     events = list(DemandEvent.objects.filter(pk__in=list(event_ids)).select_related("actor", "rule").order_by("id"))
     detail_html = {}
     for code, _name in settings.LANGUAGES:
@@ -138,7 +135,7 @@ def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> N
                 + "".join(render_to_string("demands/detail.html#event", {"event": event}) for event in events)
                 + "</ol>"
             )
-    _send(demand_group(pk), {"type": EVENT_DEMAND_DETAIL, "html": detail_html, "version": demand.version})
+    group_send(demand_group(pk), {"type": EVENT_DEMAND_DETAIL, "html": detail_html, "version": demand.version})
     broadcast_notifications(notification_ids)
 
 
@@ -149,4 +146,4 @@ def broadcast_notifications(notification_ids) -> None:
     for notification in Notification.objects.filter(pk__in=list(notification_ids)):
         unread = Notification.objects.filter(user_id=notification.user_id, read_at__isnull=True).count()
         html = render_each_language("demands/_notification.html", {"notification": notification, "unread": unread})
-        _send(user_group(notification.user_id), {"type": EVENT_USER_NOTIFY, "html": html})
+        group_send(user_group(notification.user_id), {"type": EVENT_USER_NOTIFY, "html": html})

@@ -5,6 +5,16 @@ import zoneinfo
 from django.utils import timezone, translation
 
 
+def preference_zone(name: str | None):
+    """The ZoneInfo a preference names, or None (unset, or not a zone this machine knows)."""
+    if not name:
+        return None
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
 class UserPreferenceMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -19,11 +29,9 @@ class UserPreferenceMiddleware:
         if preference and preference.language:
             translation.activate(preference.language)
             request.LANGUAGE_CODE = preference.language
-        if preference and preference.time_zone:
-            try:
-                timezone.activate(zoneinfo.ZoneInfo(preference.time_zone))
-            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-                timezone.deactivate()
+        zone = preference_zone(preference.time_zone) if preference else None
+        if zone is not None:
+            timezone.activate(zone)
         else:
             timezone.deactivate()
         return self.get_response(request)

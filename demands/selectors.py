@@ -206,10 +206,6 @@ class DemandPage:
     next_cursor: str | None  # cursor for the next page, None on the last page
     is_first: bool
 
-    @property
-    def next_before(self) -> str | None:  # kept for templates and the API's "next" link
-        return self.next_cursor
-
 
 
 

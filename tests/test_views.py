@@ -69,7 +69,7 @@ def test_keyset_pagination_walks_every_demand_once(staff_client, settings):
         response = staff_client.get(url)
         page = response.context["page"]
         seen += [d.pk for d in page.items]
-        url = f"/demands/?before={page.next_before}" if page.next_before else None
+        url = f"/demands/?before={page.next_cursor}" if page.next_cursor else None
     assert seen == sorted(Demand.objects.values_list("pk", flat=True), reverse=True)
 
 
