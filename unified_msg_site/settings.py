@@ -2,7 +2,7 @@
 
 Everything comes from environment variables with embedded defaults, so `make run` works with
 nothing configured (SQLite, in-memory channel layer, the local broker) and production sets
-DATABASE_URL, REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS.
+DATABASE_URL (UMSG_TEST_DB: the test database's name), REDIS_URL, KAFKA_BOOTSTRAP_SERVERS, DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS.
 """
 
 import os
@@ -85,6 +85,9 @@ DATABASES = {
         conn_health_checks=True,  # a connection the server dropped is replaced, not used and failed
     )
 }
+if os.environ.get("UMSG_TEST_DB"):
+    # Two test runs on one PostgreSQL server would both use test_<name>: give each its own.
+    DATABASES["default"]["TEST"] = {"NAME": os.environ["UMSG_TEST_DB"]}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default runs the consumer thread and web requests against one file: WAL lets
     # readers proceed during a write, IMMEDIATE transactions avoid lock upgrades that fail with
