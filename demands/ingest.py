@@ -335,34 +335,52 @@ def _record_rule_changes(created: list[NewDemand], changes: dict[int, list[RuleC
     events, notifications = [], []
     for demand in created:
         for change in changes.get(id(demand), ()):
-            events.append(DemandEvent(demand_id=demand.pk, kind=kinds[change.field], rule_id=change.rule_id,
-                                      old_value=shown(change, change.old)[:200], new_value=shown(change, change.new)[:200], created_at=now))
+            events.append((demand.pk, kinds[change.field], change.rule_id,
+                           shown(change, change.old)[:200], shown(change, change.new)[:200], now))
+            if change.field not in ("assignee", "team"):
+                continue
             text = f"Rule “{change.rule_name}” assigned demand #{demand.pk}: {demand.content[:120]}"
             if change.field == "assignee":
                 notifications.append(Notification(user_id=int(change.new), demand_id=demand.pk, text=text, created_at=now))
-            elif change.field == "team" and int(change.new) in teams:
+            elif int(change.new) in teams:
                 notifications.extend(
                     Notification(user=member, demand_id=demand.pk, text=text, created_at=now)
                     for member in teams[int(change.new)].members.filter(is_active=True)
                     if member.pk != demand.assignee_id
                 )
-    _insert_rows(DemandEvent, events)  # history rows can be many (a rule per demand): no ORM per-row cost
+    # History rows can be many (a rule or more per demand): plain rows, no Model instances.
+    _insert_plain(DemandEvent, ("demand_id", "kind", "rule_id", "old_value", "new_value", "created_at"), events)
     return [n.pk for n in Notification.objects.bulk_create(notifications)]
 
 
-def _insert_rows(model, objects: list) -> None:
-    """Multi-row INSERTs of unsaved model instances' concrete values (no ids needed back)."""
-    if not objects:
+def _insert_plain(model, names: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert `rows` (values of the fields `names`, by attname; other fields take their model
+    default) without ids back: COPY straight into the table on PostgreSQL, multi-row VALUES elsewhere."""
+    if not rows:
         return
-    fields_ = [f for f in model._meta.concrete_fields if not f.primary_key]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields_)
-    row = "(" + ", ".join(["%s"] * len(fields_)) + ")"
-    chunk = max(1, 30_000 // len(fields_))
+    given = set(names)
+    defaults = [
+        (f.column, f.get_db_prep_save(f.get_default(), connection))
+        for f in model._meta.concrete_fields
+        if not f.primary_key and f.attname not in given
+    ]
+    columns = [model._meta.get_field(name).column for name in names] + [column for column, _ in defaults]
+    tail = tuple(value for _, value in defaults)
+    table = model._meta.db_table
+    column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
     with connection.cursor() as cursor:
-        for start in range(0, len(objects), chunk):
-            part = objects[start : start + chunk]
-            params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for obj in part for f in fields_]
-            cursor.execute(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join([row] * len(part))}", params)
+        if connection.vendor == "postgresql":
+            with cursor.cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row + tail)
+            return
+        adapt = connection.ops.adapt_datetimefield_value
+        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        chunk = max(1, 30_000 // len(columns))  # SQLite's bound-parameter limit is 32,766
+        for start in range(0, len(rows), chunk):
+            part = rows[start : start + chunk]
+            params = [adapt(value) if isinstance(value, datetime) else value for row in part for value in row + tail]
+            cursor.execute(f"INSERT INTO {table} ({column_list}) VALUES {', '.join([placeholders] * len(part))}", params)
 
 
 def _key_text(key: bytes | None) -> str:
