@@ -13,3 +13,8 @@ class DemandsConfig(AppConfig):
 
         post_save.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-save")
         post_delete.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-delete")
+
+        from .ingest import known_groups
+        from .models import DemandGroup
+
+        post_delete.connect(known_groups.forget, sender=DemandGroup, dispatch_uid="known-groups-forget")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
@@ -89,6 +89,9 @@ class BatchResult:
 
 
 _default_rulebook = RuleBook()
+
+# How precisely a group's last_seen follows its newest member (see _count_group_members).
+LAST_SEEN_STEP = timedelta(seconds=10)
 
 
 def parse_record(raw: bytes | None) -> schema.DemandMessage:
@@ -261,6 +264,32 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
     return inserted
 
 
+class KnownGroups:
+    """fingerprint → id of groups this process has seen committed, so a batch asks the database
+    only about fingerprints it has not met before (most batches: none).
+
+    Entries are learned after the commit that made or read them (a rolled-back batch teaches
+    nothing). A group deleted in this process is forgotten through a signal (apps.py); one deleted
+    elsewhere makes the next batch that names it fail its foreign-key check at commit, and every
+    failed batch forgets everything (ConsumeLoop), so the retry reads the database again.
+    """
+
+    def __init__(self, limit: int = 100_000):
+        self.limit = limit
+        self.ids: dict[str, int] = {}
+
+    def learn(self, learned: dict[str, int]) -> None:
+        if len(self.ids) + len(learned) > self.limit:
+            self.ids.clear()  # a crude bound: the busy groups come back within a batch or two
+        self.ids.update(learned)
+
+    def forget(self, *_args, **_kwargs) -> None:
+        self.ids.clear()
+
+
+known_groups = KnownGroups()
+
+
 def _assign_groups(demands: list[NewDemand], now: datetime) -> None:
     """Put each demand in the group of its fingerprint. Existing groups are only read (no row
     written twice per batch); missing ones are inserted. Counts are added after the demands'
@@ -268,8 +297,12 @@ def _assign_groups(demands: list[NewDemand], now: datetime) -> None:
     by_fingerprint: dict[str, list[NewDemand]] = defaultdict(list)
     for demand in demands:
         by_fingerprint[fingerprint(type=demand.type, source=demand.source, content=demand.content)].append(demand)
-    group_ids = dict(DemandGroup.objects.filter(fingerprint__in=list(by_fingerprint)).values_list("fingerprint", "id"))
-    missing = sorted(fp for fp in by_fingerprint if fp not in group_ids)  # one lock order for every consumer
+    known = known_groups.ids
+    group_ids = {fp: known[fp] for fp in by_fingerprint if fp in known}
+    unknown = [fp for fp in by_fingerprint if fp not in group_ids]
+    if unknown:
+        group_ids.update(DemandGroup.objects.filter(fingerprint__in=unknown).values_list("fingerprint", "id"))
+    missing = sorted(fp for fp in unknown if fp not in group_ids)  # one lock order for every consumer
     if missing:
         table = DemandGroup._meta.db_table
         stamp = connection.ops.adapt_datetimefield_value(now)
@@ -285,6 +318,9 @@ def _assign_groups(demands: list[NewDemand], now: datetime) -> None:
             )
         # Ours, or a concurrent consumer's that won the race: read them back either way.
         group_ids.update(DemandGroup.objects.filter(fingerprint__in=missing).values_list("fingerprint", "id"))
+    if unknown:
+        learned = {fp: group_ids[fp] for fp in unknown}
+        transaction.on_commit(lambda: known_groups.learn(learned))
     for fp, members in by_fingerprint.items():
         for demand in members:
             demand.group_id = group_ids[fp]
@@ -302,12 +338,17 @@ def _count_group_members(created: list[NewDemand], now: datetime) -> None:
     values = ", ".join(["(%s, %s)"] * len(ids))
     params = [value for group_id in ids for value in (group_id, per_group[group_id])]
     cast = "::bigint" if connection.vendor == "postgresql" else ""
+    adapt = connection.ops.adapt_datetimefield_value
     with connection.cursor() as cursor:
         cursor.execute(
-            f"UPDATE {table} SET count = {table}.count + v.n, last_seen = %s "
+            # last_seen moves in steps of LAST_SEEN_STEP: between steps the indexed column keeps its
+            # value, so PostgreSQL rewrites a busy group's row in place (a HOT update) instead of
+            # adding an entry to each of its indexes every batch.
+            f"UPDATE {table} SET count = {table}.count + v.n, "
+            f"last_seen = CASE WHEN {table}.last_seen < %s THEN %s ELSE {table}.last_seen END "
             # VALUES columns are column1, column2 in both databases (SQLite has no column aliases here).
             f"FROM (SELECT column1 AS id, column2 AS n FROM (VALUES {values}) AS t) AS v WHERE {table}.id = v.id{cast}",
-            [connection.ops.adapt_datetimefield_value(now), *params],
+            [adapt(now - LAST_SEEN_STEP), adapt(now), *params],
         )
 
 

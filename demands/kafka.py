@@ -40,7 +40,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 
 from . import live
-from .ingest import BatchResult, IncomingMessage, persist_batch
+from .ingest import BatchResult, IncomingMessage, known_groups, persist_batch
 from .monitoring.heartbeat import consumer_heartbeat
 from .models import Demand, RejectedMessage
 
@@ -275,6 +275,7 @@ class ConsumeLoop:
                     "batch failed (%d/%d), retrying in %.1fs without committing: %r", failures, self.max_failures, delay, exc
                 )
                 close_old_connections()
+                known_groups.forget()  # a group deleted by another process fails its batch once
                 self._sleep(delay)
                 if self.stopping:
                     return None

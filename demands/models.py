@@ -51,7 +51,8 @@ class Team(models.Model):
 class DemandGroup(models.Model):
     """Demands with one fingerprint (type + source + normalised content), shown once, Sentry-style."""
 
-    fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
+    # Unique by a constraint, not unique=True: that would add a second, LIKE-only index on PostgreSQL.
+    fingerprint = models.CharField(_("fingerprint"), max_length=64)
     type = models.CharField(_("type"), max_length=64)
     source = models.CharField(_("source"), max_length=64)
     title = models.CharField(_("title"), max_length=200)
@@ -61,6 +62,7 @@ class DemandGroup(models.Model):
 
     class Meta:
         ordering = ["-last_seen"]
+        constraints = [models.UniqueConstraint(fields=["fingerprint"], name="demandgroup_unique_fingerprint")]
         verbose_name = _("demand group")
         verbose_name_plural = _("demand groups")
 
@@ -151,10 +153,15 @@ class DemandEvent(models.Model):
         DUPLICATE = "duplicate", _("Marked as duplicate")
         COMMENT = "comment", _("Comment")
 
-    demand = models.ForeignKey(Demand, on_delete=models.CASCADE, related_name="events", verbose_name=_("demand"))
+    # Indexes: (demand, id) below serves the demand's history and its deletes; actor only where
+    # set (rules' entries, written at ingest, have none and skip that index).
+    demand = models.ForeignKey(
+        Demand, on_delete=models.CASCADE, related_name="events", verbose_name=_("demand"), db_index=False
+    )
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("actor")
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("actor"),
+        db_index=False,
     )
     rule = models.ForeignKey("Rule", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("rule"))
     old_value = models.CharField(_("old value"), max_length=200, blank=True)
@@ -166,7 +173,10 @@ class DemandEvent(models.Model):
         ordering = ["id"]
         verbose_name = _("history entry")
         verbose_name_plural = _("history")
-        indexes = [models.Index(fields=["demand", "id"], name="event_demand_id")]
+        indexes = [
+            models.Index(fields=["demand", "id"], name="event_demand_id"),
+            models.Index(fields=["actor"], name="event_actor", condition=models.Q(actor__isnull=False)),
+        ]
 
     def __str__(self) -> str:
         return f"{self.demand_id} {self.kind}: {self.old_value} → {self.new_value}"
