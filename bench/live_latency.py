@@ -43,13 +43,12 @@ from bench.workload import bench_demand, create_topic, delete_topics, encode
 ROW_PK = re.compile(r'<tr id="demand-(\d+)"')
 
 
-def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=200, help="demands produced per second")
-    parser.add_argument("--seconds", type=float, default=60, help="how long to produce")
-    parser.add_argument("--drain", type=float, default=10, help="seconds to wait for the last rows")
-    parser.add_argument("--mode", choices=["split", "embedded", "embedded-fixed"], default="split",
-                        help="embedded-fixed: run_dashboard with the broadcast on daphne's loop (bench/run_dashboard_fixed.py)")
+def add_stack_arguments(parser: argparse.ArgumentParser, *, modes=("split", "embedded", "embedded-fixed")) -> None:
+    """The options of `LiveStack` (shared with bench.fanout)."""
+    parser.add_argument("--mode", choices=list(modes), default="split",
+                        help="split: daphne + consume_demands on Redis; embedded: run_dashboard --no-demo"
+                        + ("; embedded-fixed: run_dashboard with the broadcast on daphne's loop (bench/run_dashboard_fixed.py)"
+                           if "embedded-fixed" in modes else ""))
     parser.add_argument("--batch-size", type=int, default=None, help="consumer batch size (default: settings)")
     parser.add_argument("--batch-time", type=float, default=None, help="consumer batch time (default: settings)")
     parser.add_argument("--persist", choices=["ours", "fast"], default="ours", help="fast = bench/prototype_persist.py")
@@ -57,8 +56,16 @@ def parse_args(argv=None):
     parser.add_argument("--pg-server", default=os.environ.get("BENCH_PG_SERVER", "postgres://umsg@127.0.0.1:5433"))
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6380/0"))
     parser.add_argument("--bootstrap", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"))
+    parser.add_argument("--no-services", action="store_true", help="do not run services/up.sh")
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=200, help="demands produced per second")
+    parser.add_argument("--seconds", type=float, default=60, help="how long to produce")
+    parser.add_argument("--drain", type=float, default=10, help="seconds to wait for the last rows")
+    add_stack_arguments(parser)
     parser.add_argument("--profile", action="store_true", help="py-spy the consumer process while producing (split mode)")
-    parser.add_argument("--no-services", action="store_true")
     parser.add_argument("--output", type=Path)
     return parser.parse_args(argv)
 
@@ -69,20 +76,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def staff_session(database_url: str) -> str:
+def staff_sessions(database_url: str, count: int = 1) -> list[str]:
+    """`count` staff users, each with a logged-in session (created in the database: no login form,
+    so the login throttle is not involved); their session keys."""
     code = (
         "from django.contrib.auth import get_user_model, SESSION_KEY, BACKEND_SESSION_KEY, HASH_SESSION_KEY\n"
         "from django.contrib.sessions.backends.db import SessionStore\n"
         "User = get_user_model()\n"
-        "user = User.objects.create_user('bench-staff', password='bench-staff-pw', is_staff=True)\n"
-        "s = SessionStore()\n"
-        "s[SESSION_KEY] = str(user.pk)\n"
-        "s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
-        "s[HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
-        "s.create()\n"
-        "print(s.session_key)"
+        f"for i in range({count}):\n"
+        "    name = 'bench-staff' if i == 0 else f'bench-staff-{i}'\n"
+        "    user = User.objects.create_user(name, password='bench-staff-pw', is_staff=True)\n"
+        "    s = SessionStore()\n"
+        "    s[SESSION_KEY] = str(user.pk)\n"
+        "    s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+        "    s[HASH_SESSION_KEY] = user.get_session_auth_hash()\n"
+        "    s.create()\n"
+        "    print('session', s.session_key)"
     )
-    return harness.manage("shell", "-c", code, database_url=database_url).strip().splitlines()[-1]
+    out = harness.manage("shell", "-c", code, database_url=database_url)
+    return [line.split()[1] for line in out.splitlines() if line.startswith("session ")]
+
+
+def staff_session(database_url: str) -> str:
+    return staff_sessions(database_url, 1)[0]
 
 
 def wait_for_port(port: int, timeout: float, children) -> None:
@@ -168,104 +184,181 @@ def percentiles(values: list[float]) -> dict:
             "max_ms": round(ordered[-1], 1), "mean_ms": round(statistics.fmean(values), 1)}
 
 
+class LiveStack:
+    """What a live benchmark runs against, started with the project's scripts and always removed.
+
+    A fresh topic and PostgreSQL database (a migrated template's clone), staff sessions, and the
+    servers of `args.mode`: daphne + `consume_demands` on the Redis channel layer (split), or
+    `run_dashboard --no-demo` (embedded, in-memory layer). `close()` undoes every step that was
+    taken, each on its own, so one failing leaves nothing else behind.
+    """
+
+    def __init__(self, args, *, run_tag: str, log_dir: Path, tag: str):
+        self.args, self.run_tag, self.log_dir, self.tag = args, run_tag, log_dir, tag
+        self.topic = f"bench-{tag}-{run_tag}"
+        self.children: list[harness.Child] = []
+        self.template = self.db = None
+        self.topic_created = False
+        self.port = 0
+        self.session_keys: list[str] = []
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/demands/"
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def server(self) -> harness.Child:
+        """The process serving the websockets (daphne, or run_dashboard in embedded modes)."""
+        return self.children[0]
+
+    def start(self, *, sessions: int = 1, server_env: dict | None = None) -> None:
+        args = self.args
+        if not args.no_services:
+            subprocess.run([str(ROOT / "services" / "up.sh"), "kafka", "postgres", *(["redis"] if args.mode == "split" else [])],
+                           check=True, timeout=300)
+        create_topic(args.bootstrap, self.topic, 6)
+        self.topic_created = True
+        self.template = harness.PostgresTemplate(args.pg_server, f"{self.tag}{os.getpid()}")
+        harness.manage("migrate", "--noinput", "-v", "0", database_url=self.template.url)
+        self.db = self.template.fresh(self.tag)
+        self.session_keys = staff_sessions(self.db.url, sessions)
+        self.port = free_port()
+        extra = {"KAFKA_TOPICS": self.topic, "KAFKA_DLQ_TOPIC": f"{self.topic}.dlq", "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
+                 "KAFKA_CONSUMER_GROUP": f"bench-{self.run_tag}"}
+        if args.batch_size:
+            extra["CONSUMER_BATCH_SIZE"] = str(args.batch_size)
+        if args.batch_time:
+            extra["CONSUMER_BATCH_TIMEOUT"] = str(args.batch_time)
+        port = str(self.port)
+        if args.mode == "split":
+            env = harness.child_env(self.db.url, REDIS_URL=args.redis_url, **extra)
+            self.children.append(harness.start("daphne", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", port,
+                                                          "unified_msg_site.asgi:application"],
+                                               env={**env, **(server_env or {})}, log_dir=self.log_dir))
+            consumer = [PYTHON, "manage.py", "consume_demands"]
+            if args.persist != "ours" or args.async_commit:
+                consumer = [PYTHON, "-m", "bench.run_consumer", "--topics", self.topic, "--group", extra["KAFKA_CONSUMER_GROUP"],
+                            "--persist", args.persist, *(["--async-commit"] if args.async_commit else [])]
+            self.children.append(harness.start("consumer", consumer, env=env, log_dir=self.log_dir))
+        else:
+            env = harness.child_env(self.db.url, **extra, **(server_env or {}))
+            runner = [PYTHON, "manage.py", "run_dashboard"] if args.mode == "embedded" else [PYTHON, "-m", "bench.run_dashboard_fixed"]
+            self.children.append(harness.start("run_dashboard", [*runner, "--no-demo", "--port", port], env=env, log_dir=self.log_dir))
+        wait_for_port(self.port, 60, self.children)
+
+    def check_children(self) -> None:
+        for child in self.children:
+            if child.proc.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
+
+    def stored_rows(self) -> dict[int, tuple[str, float, str]]:
+        """pk → (message id, received_at as a timestamp, type) of every stored demand."""
+        with psycopg.connect(self.db.url) as conn:
+            return {pk: (message_id, received_at.timestamp(), kind) for pk, message_id, received_at, kind in
+                    conn.execute("SELECT id, message_id, received_at, type FROM demands_demand")}
+
+    def close(self) -> None:
+        cleanup = [
+            *[(lambda c=child: harness.stop(c, grace=15)) for child in self.children],
+            *([self.db._conn.close] if self.db is not None else []),
+            *([self.template.drop] if self.template is not None else []),
+            *([lambda: delete_topics(self.args.bootstrap, [self.topic, f"{self.topic}.dlq"])] if self.topic_created else []),
+        ]
+        for step in cleanup:
+            try:
+                step()
+            except Exception as exc:
+                log(f"warning: clean-up step failed: {exc!r}")
+
+
+def make_producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+
+
+def warm_up(stack: LiveStack, producer: Producer, rng, arrived, *, timeout: float = 60) -> None:
+    """One demand must make the whole trip before timing starts (group join, first render).
+    `arrived()` says whether it has reached the client(s)."""
+    key, value = encode(bench_demand(rng, 0, f"{stack.run_tag}w"))
+    producer.produce(stack.topic, value=value, key=key)
+    producer.flush(10)
+    deadline = time.monotonic() + timeout
+    while not arrived() and time.monotonic() < deadline:
+        stack.check_children()
+        time.sleep(0.1)
+    if not arrived():
+        raise TimeoutError(f"the warm-up demand never reached the websocket in {timeout:g}s")
+
+
+def produce_at_rate(stack: LiveStack, producer: Producer, rng, *, rate: float, seconds: float, progress=None) -> dict[str, float]:
+    """Produce `rate`/s for `seconds`; message id → wall-clock time just before `produce()`.
+    `progress(index, total)` returns a progress line, printed every 5 s."""
+    produced: dict[str, float] = {}
+    interval = 1.0 / rate
+    total = int(rate * seconds)
+    start = time.monotonic()
+    last_report = start
+    for index in range(1, total + 1):
+        target = start + index * interval
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        demand = bench_demand(rng, index, stack.run_tag)
+        key, value = encode(demand)
+        produced[demand["id"]] = time.time()
+        producer.produce(stack.topic, value=value, key=key)
+        producer.poll(0)
+        now = time.monotonic()
+        if now - last_report >= 5:
+            stack.check_children()
+            log(f"  produced {index:,}/{total:,}" + (f", {progress()}" if progress else ""))
+            last_report = now
+    producer.flush(10)
+    return produced
+
+
 def main(argv=None) -> int:
+    import random
+
     args = parse_args(argv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     run_tag = f"l{time.strftime('%m%d%H%M%S')}"
-    topic = f"bench-live-{run_tag}"
-    log_dir = RESULTS / f"live-latency-{stamp}-logs"
     output = args.output or RESULTS / f"live-latency-{stamp}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    children: list[harness.Child] = []
-    template = db = recorder = None
-    topic_created = False
+    stack = LiveStack(args, run_tag=run_tag, log_dir=RESULTS / f"live-latency-{stamp}-logs", tag="live")
+    recorder = None
     report: dict = {"benchmark": "live_latency", "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                    "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "topic": topic}
+                    "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}, "topic": stack.topic}
 
     def interrupt(_signum, _frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
     try:
-        if not args.no_services:
-            subprocess.run([str(ROOT / "services" / "up.sh"), "kafka", "postgres", *(["redis"] if args.mode == "split" else [])],
-                           check=True, timeout=300)
-        create_topic(args.bootstrap, topic, 6)
-        topic_created = True
-        template = harness.PostgresTemplate(args.pg_server, f"live{os.getpid()}")
-        harness.manage("migrate", "--noinput", "-v", "0", database_url=template.url)
-        db = template.fresh("live")
-        session_key = staff_session(db.url)
-        port = free_port()
-        extra = {"KAFKA_TOPICS": topic, "KAFKA_DLQ_TOPIC": f"{topic}.dlq", "KAFKA_BOOTSTRAP_SERVERS": args.bootstrap,
-                 "KAFKA_CONSUMER_GROUP": f"bench-{run_tag}"}
-        if args.batch_size:
-            extra["CONSUMER_BATCH_SIZE"] = str(args.batch_size)
-        if args.batch_time:
-            extra["CONSUMER_BATCH_TIMEOUT"] = str(args.batch_time)
-        if args.mode == "split":
-            env = harness.child_env(db.url, REDIS_URL=args.redis_url, **extra)
-            children.append(harness.start("daphne", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                                                     "unified_msg_site.asgi:application"], env=env, log_dir=log_dir))
-            consumer = [PYTHON, "manage.py", "consume_demands"]
-            if args.persist != "ours" or args.async_commit:
-                consumer = [PYTHON, "-m", "bench.run_consumer", "--topics", topic, "--group", extra["KAFKA_CONSUMER_GROUP"],
-                            "--persist", args.persist, *(["--async-commit"] if args.async_commit else [])]
-            children.append(harness.start("consumer", consumer, env=env, log_dir=log_dir))
-        else:
-            env = harness.child_env(db.url, **extra)
-            runner = [PYTHON, "manage.py", "run_dashboard"] if args.mode == "embedded" else [PYTHON, "-m", "bench.run_dashboard_fixed"]
-            children.append(harness.start("run_dashboard", [*runner, "--no-demo", "--port", str(port)], env=env, log_dir=log_dir))
-        wait_for_port(port, 60, children)
-        recorder = WebsocketRecorder(f"ws://127.0.0.1:{port}/ws/demands/", session_key, f"http://127.0.0.1:{port}")
+        stack.start()
+        recorder = WebsocketRecorder(stack.ws_url, stack.session_keys[0], stack.origin)
         recorder.start()
-        log(f"{args.mode}: daphne on :{port}, websocket connected; waiting for the consumer to join its group")
+        log(f"{args.mode}: daphne on :{stack.port}, websocket connected; waiting for the consumer to join its group")
 
-        producer = Producer({"bootstrap.servers": args.bootstrap, "enable.idempotence": True, "linger.ms": 5})
-        # Warm-up: one demand must make the whole trip before timing starts (group join, first render).
-        import random
-
+        producer = make_producer(args.bootstrap)
         rng = random.Random(2)
-        produced: dict[str, float] = {}
-        key, value = encode(bench_demand(rng, 0, f"{run_tag}w"))
-        producer.produce(topic, value=value, key=key)
-        producer.flush(10)
-        deadline = time.monotonic() + 60
-        while not recorder.arrivals and time.monotonic() < deadline:
-            for child in children:
-                if child.proc.poll() is not None:
-                    raise RuntimeError(f"{child.name} exited with {child.proc.returncode}:\n{child.tail()}")
-            time.sleep(0.1)
-        if not recorder.arrivals:
-            raise TimeoutError("the warm-up demand never reached the websocket in 60s")
+        warm_up(stack, producer, rng, lambda: bool(recorder.arrivals))
         warm = set(recorder.arrivals)
         log(f"warm-up row arrived; producing {args.rate:g}/s for {args.seconds:g}s")
 
         spy = None
         profile_path = RESULTS / f"profile-live-consumer-{stamp}.txt"
         if args.profile and args.mode == "split":
-            spy = subprocess.Popen([harness.tool("py-spy"), "record", "-p", str(children[1].pid), "-o", str(profile_path),
+            spy = subprocess.Popen([harness.tool("py-spy"), "record", "-p", str(stack.children[1].pid), "-o", str(profile_path),
                                     "--format", "raw", "--rate", "200", "--idle", "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        interval = 1.0 / args.rate
         total = int(args.rate * args.seconds)
         start = time.monotonic()
-        last_report = start
-        for index in range(1, total + 1):
-            target = start + index * interval
-            delay = target - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            demand = bench_demand(rng, index, run_tag)
-            key, value = encode(demand)
-            produced[demand["id"]] = time.time()
-            producer.produce(topic, value=value, key=key)
-            producer.poll(0)
-            now = time.monotonic()
-            if now - last_report >= 5:
-                log(f"  produced {index:,}/{total:,}, rows received {len(recorder.arrivals) - len(warm):,}")
-                last_report = now
-        producer.flush(10)
+        produced = produce_at_rate(stack, producer, rng, rate=args.rate, seconds=args.seconds,
+                                   progress=lambda: f"rows received {len(recorder.arrivals) - len(warm):,}")
         report["produce_seconds"] = round(time.monotonic() - start, 2)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -278,23 +371,21 @@ def main(argv=None) -> int:
         while len(recorder.arrivals) - len(warm) < total and time.monotonic() < drain_until:
             time.sleep(0.2)
         recorder.stop()
-        stats = [c.stats() for c in children]
-        with psycopg.connect(db.url) as conn:
-            rows = {pk: (message_id, received_at.timestamp()) for pk, message_id, received_at in
-                    conn.execute("SELECT id, message_id, received_at FROM demands_demand")}
+        stats = [c.stats() for c in stack.children]
+        rows = stack.stored_rows()
         # received_at is stamped when the consumer starts the batch: it splits the trip in two.
         latencies, to_consumer, consumer_to_browser = [], [], []
         for pk, arrived in recorder.arrivals.items():
-            message_id, batch_started = rows.get(pk, (None, None))
+            message_id, batch_started, _type = rows.get(pk, (None, None, None))
             if message_id in produced:
                 latencies.append((arrived - produced[message_id]) * 1000)
                 to_consumer.append((batch_started - produced[message_id]) * 1000)
                 consumer_to_browser.append((arrived - batch_started) * 1000)
         report.update({
-            "produced": total, "stored": len([m for m, _ in rows.values() if m in produced]),
+            "produced": total, "stored": len([m for m, _, _ in rows.values() if m in produced]),
             "received": len(latencies), "frames": recorder.frames, "latency": percentiles(latencies),
             "produce_to_batch_start": percentiles(to_consumer), "batch_start_to_browser": percentiles(consumer_to_browser),
-            "processes": {c.name: s for c, s in zip(children, stats)},
+            "processes": {c.name: s for c, s in zip(stack.children, stats)},
         })
         lat = report["latency"]
         print()
@@ -322,18 +413,12 @@ def main(argv=None) -> int:
         return 130
     finally:
         # Each step on its own: one failing must not leave processes, databases or topics behind.
-        cleanup = [
-            *([recorder.stop] if recorder is not None else []),
-            *[(lambda c=child: harness.stop(c, grace=15)) for child in children],
-            *([db._conn.close] if db is not None else []),
-            *([template.drop] if template is not None else []),
-            *([lambda: delete_topics(args.bootstrap, [topic, f"{topic}.dlq"])] if topic_created else []),
-        ]
-        for step in cleanup:
+        if recorder is not None:
             try:
-                step()
+                recorder.stop()
             except Exception as exc:
                 log(f"warning: clean-up step failed: {exc!r}")
+        stack.close()
         if "latency" in report:
             output.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str))
             log(f"wrote {output}")
