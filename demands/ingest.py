@@ -146,33 +146,58 @@ def new_demand(message: schema.DemandMessage, record: IncomingMessage, now: date
     )
 
 
-def persist_batch(records: list[IncomingMessage], *, rulebook: RuleBook | None = None) -> BatchResult:
-    """Parse and store `records` in one transaction; return what was new and what was rejected.
+@dataclass(slots=True)
+class ParsedBatch:
+    """Records after the work that needs no database: parsed, checked, de-duplicated within the
+    batch, fingerprinted. Never changed by storing it, so a failed batch is retried from the same
+    ParsedBatch (the consume loop parses the next batch while the database stores this one)."""
 
-    New demands go through the rules (priority, tags, category, assignment) and into their group
-    before they are inserted, so each is written once; what rules changed becomes history.
-    """
-    result = BatchResult()
-    now = timezone.now()
-    candidates: dict[tuple[str, str], NewDemand] = {}
+    records: list[IncomingMessage]
+    valid: list[tuple[IncomingMessage, schema.DemandMessage, str]] = field(default_factory=list)  # + fingerprint
+    rejected: list[tuple[IncomingMessage, str]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def parse_batch(records: list[IncomingMessage]) -> ParsedBatch:
+    parsed = ParsedBatch(records=records)
+    seen: set[tuple[str, str]] = set()
     for record in records:
         try:
             message = parse_record(record.value)
         except schema.InvalidMessage as exc:
-            result.rejected.append((record, exc.reason))
+            parsed.rejected.append((record, exc.reason))
             continue
         identity = (message.source, message.message_id)
-        if identity in candidates:
-            result.duplicates += 1  # the same demand twice in one batch: the first one wins
+        if identity in seen:
+            parsed.duplicates += 1  # the same demand twice in one batch: the first one wins
             continue
-        candidates[identity] = new_demand(message, record, now)
+        seen.add(identity)
+        parsed.valid.append((record, message, fingerprint(type=message.type, source=message.source, content=message.content)))
+    return parsed
+
+
+def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleBook | None = None) -> BatchResult:
+    """Parse (unless `batch` is parsed already) and store records in one transaction; return what
+    was new and what was rejected.
+
+    New demands go through the rules (priority, tags, category, assignment) and into their group
+    before they are inserted, so each is written once; what rules changed becomes history.
+    """
+    parsed = batch if isinstance(batch, ParsedBatch) else parse_batch(batch)
+    result = BatchResult(rejected=list(parsed.rejected), duplicates=parsed.duplicates)
+    now = timezone.now()
+    candidates: dict[tuple[str, str], NewDemand] = {}
+    fingerprints: dict[int, str] = {}
+    for record, message, print_ in parsed.valid:
+        demand = candidates[(message.source, message.message_id)] = new_demand(message, record, now)
+        fingerprints[id(demand)] = print_
 
     with transaction.atomic():
         if candidates:
             batch = list(candidates.values())
             rules = (rulebook or _default_rulebook).rules()
             changes = {id(demand): apply_rules(demand, rules) for demand in batch} if rules else {}
-            _assign_groups(batch, now)
+            _assign_groups(batch, fingerprints, now)
             # Concurrent consumers inserting one identity (records not keyed by source:id) are
             # settled by ON CONFLICT: one of them gets the row back, the other counts a duplicate.
             ids = _insert_demands(batch)
@@ -290,13 +315,13 @@ class KnownGroups:
 known_groups = KnownGroups()
 
 
-def _assign_groups(demands: list[NewDemand], now: datetime) -> None:
+def _assign_groups(demands: list[NewDemand], fingerprints: dict[int, str], now: datetime) -> None:
     """Put each demand in the group of its fingerprint. Existing groups are only read (no row
     written twice per batch); missing ones are inserted. Counts are added after the demands'
     insert, for the demands that were new."""
     by_fingerprint: dict[str, list[NewDemand]] = defaultdict(list)
     for demand in demands:
-        by_fingerprint[fingerprint(type=demand.type, source=demand.source, content=demand.content)].append(demand)
+        by_fingerprint[fingerprints[id(demand)]].append(demand)
     known = known_groups.ids
     group_ids = {fp: known[fp] for fp in by_fingerprint if fp in known}
     unknown = [fp for fp in by_fingerprint if fp not in group_ids]

@@ -2,8 +2,11 @@
 
 The consume loop (`ConsumeLoop`) is what `consume_demands` and the embedded dashboard run:
 
-- It reads in batches, cut by size (`batch_size`) or time (`batch_timeout`), with auto-commit
-  and auto offset store off.
+- It reads in batches: a batch starts with the first record that arrives and takes what else has
+  arrived (up to `batch_size`, waiting at most `batch_timeout` for more), so a lone record is
+  stored at once and a backlog comes in full batches. Auto-commit and auto offset store are off.
+- While the database stores a batch, the records that arrived meanwhile are parsed in a worker
+  thread (read-ahead); only the loop's thread touches the Kafka consumer.
 - Each batch is persisted in one database transaction (`ingest.persist_batch`); invalid records
   are stored as RejectedMessage and copied to the dead-letter topic; only then are the batch's
   offsets (the next offset per partition) committed. A crash anywhere re-delivers the batch, and
@@ -30,6 +33,7 @@ import json
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone as dt_timezone
@@ -40,7 +44,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 
 from . import live
-from .ingest import BatchResult, IncomingMessage, known_groups, persist_batch
+from .ingest import BatchResult, IncomingMessage, ParsedBatch, known_groups, parse_batch, persist_batch
 from .monitoring.heartbeat import consumer_heartbeat
 from .models import Demand, RejectedMessage
 
@@ -161,6 +165,7 @@ class ConsumeLoop:
         self.create_topics = create_topics
         self.async_commit = settings.CONSUMER_ASYNC_COMMIT if async_commit is None else async_commit
         self._uncommitted: dict[tuple[str, int], int] = {}  # offsets sent asynchronously, not yet confirmed
+        self.idle_timeout = 0.2  # one wait for a first record (stop requests and heartbeats in between)
         self.max_reject_ratio = max_reject_ratio if max_reject_ratio is not None else settings.CONSUMER_MAX_REJECT_RATIO
         self.reject_window = reject_window if reject_window is not None else settings.CONSUMER_REJECT_WINDOW
         self._recent_rejects: deque[bool] = deque(maxlen=max(self.reject_window, 1))
@@ -217,18 +222,34 @@ class ConsumeLoop:
         last_stats = time.monotonic()
         window = {"created": 0, "rejected": 0, "duplicates": 0}
         heartbeat = consumer_heartbeat(self)  # monitoring: liveness row and /metrics
+        # Read-ahead: while the database stores one batch, a worker thread parses the records that
+        # have arrived meanwhile (parsing holds the GIL; waiting on the database does not). Only
+        # this thread touches the Kafka consumer, and nothing read ahead is committed before it is
+        # stored. A batch read ahead when a stop comes is dropped, uncommitted: Kafka re-delivers it.
+        parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
+        ahead: tuple[list[IncomingMessage], Future] | None = None
         try:
             while not self.stopping:
                 heartbeat.beat()
-                messages = self._consumer.consume(self.batch_size, self.batch_timeout)
-                records = [_record_from(m) for m in self._valid(messages)]
-                if records:
-                    result = self._handle_with_retries(records)
-                    if result is None:
-                        break  # stop requested while retrying: nothing committed, Kafka re-delivers
+                if ahead is None:
+                    records = self._read(wait=True)
+                    if not records:
+                        continue
+                    ahead = (records, parser.submit(parse_batch, records))
+                records, parsing = ahead
+                try:
+                    batch: ParsedBatch | list[IncomingMessage] = parsing.result()
+                except Exception:  # parsed again under the retries below, which report it
+                    batch = records
+                records = self._read(wait=False)
+                ahead = (records, parser.submit(parse_batch, records)) if records else None
+                result = self._handle_with_retries(batch)
+                if result is not None:
                     window["created"] += len(result.created)
                     window["rejected"] += len(result.rejected)
                     window["duplicates"] += result.duplicates
+                else:
+                    break  # stop requested while retrying: nothing committed, Kafka re-delivers
                 now = time.monotonic()
                 if now - last_stats >= self.stats_interval:
                     elapsed = now - last_stats
@@ -240,7 +261,20 @@ class ConsumeLoop:
                     last_stats = now
         finally:
             heartbeat.stop()
+            parser.shutdown(wait=True, cancel_futures=True)
             self._close()
+
+    def _read(self, *, wait: bool) -> list[IncomingMessage]:
+        """Records for a batch. wait=True: up to `idle_timeout` for a first record, then what else
+        has arrived, waiting at most `batch_timeout` for more — so a lone record is stored at once,
+        and a backlog still comes in full batches. wait=False: only what has arrived already."""
+        if wait:
+            messages = self._consumer.consume(1, self.idle_timeout)
+            if messages and self.batch_size > 1:
+                messages += self._consumer.consume(self.batch_size - 1, self.batch_timeout)
+        else:
+            messages = self._consumer.consume(self.batch_size, 0)
+        return [_record_from(m) for m in self._valid(messages)]
 
     def _valid(self, messages: list[Message]) -> list[Message]:
         valid = []
@@ -257,11 +291,12 @@ class ConsumeLoop:
                 logger.warning("consumer error (librdkafka retries): %s", error)
         return valid
 
-    def _handle_with_retries(self, records: list[IncomingMessage]) -> BatchResult | None:
+    def _handle_with_retries(self, batch: ParsedBatch | list[IncomingMessage]) -> BatchResult | None:
         failures = 0
+        records = batch.records if isinstance(batch, ParsedBatch) else batch
         while True:
             try:
-                return self._handle(records)
+                return self._handle(batch)
             except RejectRatioExceeded:
                 raise  # deterministic: the same batch would be rejected the same way again
             except Exception as exc:  # database down, broker unreachable, constraint race…
@@ -280,10 +315,12 @@ class ConsumeLoop:
                 if self.stopping:
                     return None
 
-    def _handle(self, records: list[IncomingMessage]) -> BatchResult:
+    def _handle(self, batch: ParsedBatch | list[IncomingMessage]) -> BatchResult:
+        parsed = batch if isinstance(batch, ParsedBatch) else parse_batch(batch)
+        records = parsed.records
         close_old_connections()  # drop a connection the database closed since the last batch
         with transaction.atomic():  # so the guard can undo the batch's writes
-            result = persist_batch(records)
+            result = persist_batch(parsed)
             outcomes = self._check_reject_ratio(records, result)
         if result.rejected and self._producer is not None:
             self._dead_letter(result)

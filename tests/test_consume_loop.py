@@ -44,8 +44,13 @@ class FakeMessage:
 class FakeConsumer:
     """Hands out the given batches once, then stops the loop; records what was committed."""
 
+    message_class = FakeMessage
+    arrive_together = False
+
     def __init__(self, batches, loop_ref, events):
         self.batches = list(batches)
+        self.current = []
+        self.between_batches = False
         self.loop_ref = loop_ref
         self.events = events
         self.commits = []
@@ -58,10 +63,25 @@ class FakeConsumer:
         self.events.append(("subscribe", tuple(topics)))
 
     def consume(self, num_messages, timeout):
+        """Each given batch is what arrives at one moment: the loop's waiting read takes its first
+        record and then the rest; a read that does not wait (timeout 0, the loop's read-ahead)
+        finds the next batch only when `arrive_together` says the batches came at once."""
+        if self.current:
+            taken, self.current = self.current[:num_messages], self.current[num_messages:]
+            self.between_batches = not self.current
+            return taken
+        if self.between_batches:
+            self.between_batches = False
+            if not (timeout == 0 and self.arrive_together):
+                return []
+        if timeout == 0 and not (self.arrive_together and self.batches):
+            return []
         if not self.batches:
             self.loop_ref[0].stop()
             return []
-        return [FakeMessage(rec) for rec in self.batches.pop(0)]
+        self.current = [self.message_class(rec) for rec in self.batches.pop(0)]
+        self.events.append(("read", len(self.current)))
+        return self.consume(num_messages, timeout)
 
     def commit(self, offsets, asynchronous):
         self.events.append(("commit", Demand.objects.count()))
@@ -233,3 +253,52 @@ def test_synchronous_commits_can_be_chosen(settings):
     loop, holder, _, _ = make_loop([[record(REFERENCE, offset=7)]])
     loop.run()
     assert holder["consumer"].modes == ["sync"]
+
+
+def test_batches_that_arrived_together_are_read_ahead_and_stored_in_order_each_committed_after_it(monkeypatch):
+    monkeypatch.setattr(FakeConsumer, "arrive_together", True)
+    first = [record({**REFERENCE, "id": str(n)}, offset=n) for n in range(3)]
+    second = [record({**REFERENCE, "id": str(n)}, offset=n) for n in range(3, 5)]
+    stored_when_read = []
+    real = ingest.parse_batch
+
+    def parse(records):
+        stored_when_read.append(Demand.objects.count())
+        return real(records)
+
+    monkeypatch.setattr(kafka, "parse_batch", parse)
+    loop, holder, _, events = make_loop([first, second])
+    loop.run()
+    # The second batch was read (and parsed) before the first was stored…
+    assert [e for e in events if e[0] in ("read", "commit")] == [("read", 3), ("read", 2), ("commit", 3), ("commit", 5)]
+    assert stored_when_read[:2] == [0, 0]
+    # …and each batch's offsets were committed only after it was stored.
+    assert holder["consumer"].commits == [{("demand-topic", 0): 3}, {("demand-topic", 0): 5}]
+    assert loop.totals["batches"] == 2 and Demand.objects.count() == 5
+
+
+def test_a_batch_read_ahead_when_a_stop_comes_is_left_uncommitted(monkeypatch):
+    monkeypatch.setattr(FakeConsumer, "arrive_together", True)
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)], [record({**REFERENCE, "id": "2"}, offset=1)]])
+    loop.on_batch = lambda result: loop.stop()  # SIGTERM during the first batch
+    loop.run()
+    assert holder["consumer"].commits == [{("demand-topic", 0): 1}]
+    assert list(Demand.objects.values_list("message_id", flat=True)) == ["123456"]
+    assert holder["consumer"].closed
+
+
+def test_a_parser_crash_is_retried_like_any_other_failure(monkeypatch):
+    calls = {"n": 0}
+    real = ingest.parse_batch
+
+    def crashing(records):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise MemoryError("the worker could not parse this time")
+        return real(records)
+
+    monkeypatch.setattr(kafka, "parse_batch", crashing)
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]])
+    loop.run()
+    assert calls["n"] == 2 and Demand.objects.count() == 1
+    assert holder["consumer"].commits == [{("demand-topic", 0): 1}]
