@@ -192,7 +192,9 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
         demand = candidates[(message.source, message.message_id)] = new_demand(message, record, now)
         fingerprints[id(demand)] = print_
 
-    with transaction.atomic():
+    # No savepoint (a round trip per batch): a failure rolls back the caller's whole transaction,
+    # which is what the consume loop does with a failed batch anyway.
+    with transaction.atomic(savepoint=False):
         if candidates:
             batch = list(candidates.values())
             rules = (rulebook or _default_rulebook).rules()
