@@ -50,6 +50,7 @@ class FakeConsumer:
     def __init__(self, batches, loop_ref, events):
         self.batches = list(batches)
         self.current = []
+        self.calls = []
         self.between_batches = False
         self.loop_ref = loop_ref
         self.events = events
@@ -66,6 +67,7 @@ class FakeConsumer:
         """Each given batch is what arrives at one moment: the loop's waiting read takes its first
         record and then the rest; a read that does not wait (timeout 0, the loop's read-ahead)
         finds the next batch only when `arrive_together` says the batches came at once."""
+        self.calls.append((num_messages, timeout))
         if self.current:
             taken, self.current = self.current[:num_messages], self.current[num_messages:]
             self.between_batches = not self.current
@@ -279,7 +281,7 @@ def test_batches_that_arrived_together_are_read_ahead_and_stored_in_order_each_c
 
 def test_a_batch_read_ahead_when_a_stop_comes_is_left_uncommitted(monkeypatch):
     monkeypatch.setattr(FakeConsumer, "arrive_together", True)
-    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)], [record({**REFERENCE, "id": "2"}, offset=1)]])
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)], [record({**REFERENCE, "id": "2"}, offset=1)]], batch_size=1)
     loop.on_batch = lambda result: loop.stop()  # SIGTERM during the first batch
     loop.run()
     assert holder["consumer"].commits == [{("demand-topic", 0): 1}]
@@ -302,3 +304,12 @@ def test_a_parser_crash_is_retried_like_any_other_failure(monkeypatch):
     loop.run()
     assert calls["n"] == 2 and Demand.objects.count() == 1
     assert holder["consumer"].commits == [{("demand-topic", 0): 1}]
+
+
+def test_a_batch_starts_with_the_first_record_and_takes_what_has_arrived_without_waiting(settings):
+    assert settings.CONSUMER_BATCH_TIMEOUT == 0  # the default: a lone record is stored at once
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0), record({**REFERENCE, "id": "2"}, offset=1)]])
+    loop.run()
+    calls = holder["consumer"].calls
+    assert calls[:3] == [(1, loop.idle_timeout), (499, 0), (500, 0)]  # first record, the rest, read-ahead
+    assert Demand.objects.count() == 2 and loop.totals["batches"] == 1

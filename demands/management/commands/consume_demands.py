@@ -17,7 +17,7 @@ class Command(BaseCommand):
         parser.add_argument("--topics", default=",".join(settings.KAFKA_TOPICS), help="comma-separated topics")
         parser.add_argument("--group", default=settings.KAFKA_CONSUMER_GROUP, help="consumer group id")
         parser.add_argument("--batch-size", type=int, default=settings.CONSUMER_BATCH_SIZE, help="max records per batch")
-        parser.add_argument("--batch-time", type=float, default=settings.CONSUMER_BATCH_TIMEOUT, help="max seconds to fill a batch")
+        parser.add_argument("--batch-time", type=float, default=settings.CONSUMER_BATCH_TIMEOUT, help="seconds a batch may wait for more records after its first (0: take what has arrived)")
         parser.add_argument("--max-failures", type=int, default=settings.CONSUMER_MAX_FAILURES, help="consecutive failures before exiting 1")
         parser.add_argument("--no-broadcast", action="store_true", help="do not push new demands to browsers")
         parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (monitoring)")
@@ -26,8 +26,8 @@ class Command(BaseCommand):
         topics = [topic.strip() for topic in options["topics"].split(",") if topic.strip()]
         if not topics:
             raise CommandError("--topics needs at least one topic")
-        if options["batch_size"] < 1 or options["batch_time"] <= 0:
-            raise CommandError("--batch-size must be ≥ 1 and --batch-time > 0")
+        if options["batch_size"] < 1 or options["batch_time"] < 0:
+            raise CommandError("--batch-size must be ≥ 1 and --batch-time ≥ 0")
         if options["metrics_port"] is not None:  # monitoring: Prometheus exporter for this process's loop
             from demands.monitoring.prometheus import start_consumer_metrics_server
 
