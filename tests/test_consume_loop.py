@@ -83,7 +83,9 @@ class FakeConsumer:
             return []
         self.current = [self.message_class(rec) for rec in self.batches.pop(0)]
         self.events.append(("read", len(self.current)))
-        return self.consume(num_messages, timeout)
+        taken, self.current = self.current[:num_messages], self.current[num_messages:]
+        self.between_batches = not self.current
+        return taken
 
     def commit(self, offsets, asynchronous):
         self.events.append(("commit", Demand.objects.count()))
