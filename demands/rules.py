@@ -163,7 +163,6 @@ class RuleBook:
 _NUMBERS = re.compile(r"\d+")
 # Hex ids and UUIDs, also when glued to Chinese text (where \b never matches).
 _HEX = re.compile(r"(?<![0-9a-z])(?:0x)?(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{8,})(?![0-9a-z])")
-_SPACE = re.compile(r"\s+")
 
 
 def normalise_content(content: str) -> str:
@@ -172,7 +171,7 @@ def normalise_content(content: str) -> str:
     text = content.casefold()
     text = _HEX.sub("#", text)
     text = _NUMBERS.sub("0", text)
-    return _SPACE.sub(" ", text).strip()[:500]
+    return " ".join(text.split())[:500]  # runs of whitespace → one space, none at the ends
 
 
 def fingerprint(*, type: str, source: str, content: str) -> str:

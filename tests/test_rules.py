@@ -5,6 +5,7 @@ import itertools
 from datetime import datetime, timezone as dt_timezone
 
 import pytest
+from hypothesis import given, strategies as st
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -316,3 +317,20 @@ def test_hex_ids_inside_chinese_text_are_ignored_for_grouping():
     a = "订单deadbeef01失败"
     b = "订单cafebabe02失败"
     assert fingerprint(type="alert", source="pay", content=a) == fingerprint(type="alert", source="pay", content=b)
+
+
+
+def _normalise_as_before(content: str) -> str:
+    """normalise_content as the first groups were made: its output must never change."""
+    import re
+
+    text = rules._NUMBERS.sub("0", rules._HEX.sub("#", content.casefold()))
+    return re.sub(r"\s+", " ", text).strip()[:500]
+
+
+@given(st.one_of(
+    st.text(alphabet=st.sampled_from(list(" \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2028\u3000\u200b\ufeffa1"))),
+    st.text(),
+))
+def test_normalised_content_is_unchanged_so_existing_groups_keep_their_fingerprints(text):
+    assert normalise_content(text) == _normalise_as_before(text)
