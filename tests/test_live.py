@@ -242,3 +242,132 @@ async def test_without_a_preference_the_browsers_language_is_used(staff_user):
     await sync_to_async(live.broadcast_demands_created)(created)
     assert "新建" in await page.receive_from(timeout=2)
     await page.disconnect()
+
+
+# -- one fan-out per process (demands.consumers.ListFanout) ------------------------------------------
+def _fanout():
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    from demands.consumers import ListFanout
+
+    return ListFanout._instances.get((asyncio.get_running_loop(), get_channel_layer()))
+
+
+async def test_list_pages_share_one_subscription_that_ends_with_the_last_page(staff_user):
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    pages = [communicator(staff_user), communicator(staff_user, "type=log_exception"), communicator(staff_user)]
+    for page in pages:
+        assert (await page.connect())[0]
+    # The process is in the demands group once, not once per page.
+    assert len(layer.groups[live.DEMANDS_GROUP]) == 1
+    assert len(_fanout().sockets) == 3
+    for page in pages:
+        await page.disconnect()
+    assert live.DEMANDS_GROUP not in layer.groups and _fanout() is None
+    page = communicator(staff_user)  # a page opened afterwards subscribes again
+    await page.connect()
+    created = await store(REFERENCE)
+    await sync_to_async(live.broadcast_demands_created)(created)
+    assert f'id="demand-{created[0].pk}"' in await page.receive_from(timeout=2)
+    await page.disconnect()
+
+
+async def test_pages_alike_share_frames_and_each_page_still_gets_its_filter_and_language(staff_user, django_user_model):
+    from demands.models import UserPreference
+
+    reader = await database_sync_to_async(django_user_model.objects.create_user)(username="li", password="x", is_staff=True)
+    await database_sync_to_async(UserPreference.objects.create)(user=reader, language="zh-hans")
+    english = [communicator(staff_user) for _ in range(3)]
+    chinese = [communicator(reader) for _ in range(2)]
+    errors_en, errors_zh = communicator(staff_user, "type=log_exception"), communicator(reader, "type=log_exception")
+    everyone = [*english, *chinese, errors_en, errors_zh]
+    for page in everyone:
+        await page.connect()
+    created = await store(REFERENCE, {**REFERENCE, "id": "e1", "type": "log_exception"})
+    await sync_to_async(live.broadcast_demands_created)(created)
+    exception_pk = next(d.pk for d in created if d.type == "log_exception")
+    feedback_pk = next(d.pk for d in created if d.type == "user_feedback")
+    frames = {id(page): await page.receive_from(timeout=2) for page in everyone}
+    assert len({frames[id(p)] for p in english}) == 1 and len({frames[id(p)] for p in chinese}) == 1
+    for page in english:
+        assert ">New<" in frames[id(page)] and f"demand-{feedback_pk}" in frames[id(page)]
+    for page in chinese:
+        assert "新建" in frames[id(page)] and f"demand-{exception_pk}" in frames[id(page)]
+    assert ">New<" in frames[id(errors_en)] and "新建" in frames[id(errors_zh)]
+    for page in (errors_en, errors_zh):
+        assert f"demand-{exception_pk}" in frames[id(page)] and f"demand-{feedback_pk}" not in frames[id(page)]
+    for page in everyone:
+        assert await page.receive_nothing(timeout=0.1)
+        await page.disconnect()
+
+
+async def test_broadcasts_waiting_for_the_next_round_go_out_as_one_frame_per_page(staff_user):
+    """While a round of sends is going out, new broadcasts queue up; the next round merges the
+    new rows of consecutive broadcasts (newest first, `more` if any had more) and keeps each
+    change in order after them."""
+    all_page, errors_page = communicator(staff_user), communicator(staff_user, "type=log_exception")
+    await all_page.connect()
+    await errors_page.connect()
+    first = await store(REFERENCE)
+    second = await store({**REFERENCE, "id": "e1", "type": "log_exception"}, {**REFERENCE, "id": "f2"})
+    rows = await database_sync_to_async(lambda ds: [live.row_payload(d.to_model() if hasattr(d, "to_model") else d) for d in ds])(
+        [*first, *second]
+    )
+    by_pk = {row["id"]: row for row in rows}
+    changed = {**by_pk[first[0].pk], "status": "triaged"}
+    fanout = _fanout()
+    fanout.pending.extend([
+        {"type": live.EVENT_DEMANDS_CREATED, "rows": [by_pk[first[0].pk]], "more": False},
+        {"type": live.EVENT_DEMANDS_CREATED, "rows": sorted((by_pk[d.pk] for d in second), key=lambda r: -r["id"]), "more": True},
+        {"type": live.EVENT_DEMANDS_CHANGED, "rows": [changed]},
+    ])
+    await fanout._send()
+    merged = await all_page.receive_from(timeout=2)
+    assert merged.startswith('<tbody id="demand-rows" data-more>')
+    positions = [merged.index(f'id="demand-{pk}"') for pk in sorted(by_pk, reverse=True)]
+    assert positions == sorted(positions)  # newest first across both broadcasts
+    update = await all_page.receive_from(timeout=2)
+    assert update.startswith('<tbody id="demand-updates">') and f'id="demand-{first[0].pk}"' in update
+    assert "data-remove" not in update
+    exception_pk = next(d.pk for d in second if d.type == "log_exception")
+    errors_frame = await errors_page.receive_from(timeout=2)
+    assert errors_frame.startswith('<tbody id="demand-rows" data-more>')
+    assert f'id="demand-{exception_pk}"' in errors_frame and errors_frame.count("<tr ") == 1
+    assert f'data-id="{first[0].pk}" data-remove' in await errors_page.receive_from(timeout=2)
+    for page in (all_page, errors_page):
+        assert await page.receive_nothing(timeout=0.1)
+        await page.disconnect()
+
+
+async def test_broadcast_handlers_skip_the_database_clean_up(staff_user, monkeypatch):
+    """channels closes stale database connections in a thread before every handler; the live
+    handlers use no database, so they skip that hop (with 1,000 sockets, 50,000 hops a second)."""
+    import channels.consumer
+
+    calls = []
+
+    async def counting():
+        calls.append(1)
+
+    monkeypatch.setattr(channels.consumer, "aclose_old_connections", counting)
+    page = communicator(staff_user, path="/ws/notifications/")
+    list_page = communicator(staff_user)
+    await page.connect()
+    await list_page.connect()
+    assert calls  # websocket.connect goes through channels' dispatch, clean-up included
+    calls.clear()
+    from channels.layers import get_channel_layer
+
+    await get_channel_layer().group_send(live.user_group(staff_user.pk), {"type": live.EVENT_USER_NOTIFY, "html": {"en": "<p>hi</p>"}})
+    assert await page.receive_from(timeout=2) == "<p>hi</p>"
+    assert await list_page.receive_from(timeout=2) == "<p>hi</p>"
+    assert calls == []
+    await list_page.send_to(text_data=json.dumps({"resume_after": 0}))  # websocket.receive: channels' dispatch, as before
+    await list_page.receive_nothing(timeout=0.2)
+    assert calls
+    await page.disconnect()
+    await list_page.disconnect()
