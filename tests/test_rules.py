@@ -334,3 +334,12 @@ def _normalise_as_before(content: str) -> str:
 ))
 def test_normalised_content_is_unchanged_so_existing_groups_keep_their_fingerprints(text):
     assert normalise_content(text) == _normalise_as_before(text)
+
+
+def test_deleting_a_demand_deletes_its_history_without_a_database_constraint_to_do_it():
+    Rule.objects.create(name="Urgent", set_priority="urgent", add_tags="x")
+    RuleBook.invalidate_all()
+    [demand] = persist_batch([record(REFERENCE)]).created
+    assert DemandEvent.objects.filter(demand_id=demand.pk).count() == 2
+    Demand.objects.get(pk=demand.pk).delete()
+    assert not DemandEvent.objects.exists()
