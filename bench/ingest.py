@@ -13,6 +13,7 @@ fresh consumer group into a fresh, migrated database:
   two       two `consume_demands` processes in one group (PostgreSQL only)
   proto_async, floor_async   the same with asynchronous offset commits (variants, not in the default set)
   two_proto two proto processes in one group (variant)
+  two_floor two floor processes in one group: how far two processes can scale on this machine
 
 Throughput comes from the stored rows' `received_at` (stamped once per batch), from the first
 batch to the last, so process start-up, the group join and shutdown are not counted. `--profile`
@@ -54,9 +55,10 @@ LABELS = {
     "proto_async": "proto + async offset commit",
     "floor_async": "floor + async offset commit",
     "two_proto": "proto ×2 processes, one group",
+    "two_floor": "floor ×2 processes, one group",
 }
 SQLITE_LABELS = {"floor": "floor: executemany ON CONFLICT", "copy": "plain executemany INSERT"}
-PHASES = {"postgres": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy", "two", "two_proto"],
+PHASES = {"postgres": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy", "two", "two_proto", "two_floor"],
           "sqlite": ["ours", "proto", "proto_async", "naive", "floor", "floor_async", "copy"]}
 
 # Realistic rules, seeded in every database so the consumer runs with them once ingest applies rules.
@@ -121,12 +123,12 @@ def commands(phase: str, *, db, topic: str, group: str, args) -> tuple[list[list
         limit = min(args.naive_messages, args.messages)
         return [[PYTHON, "-m", "bench.naive_consumer", "--topic", topic, "--group", group, "--limit", str(limit),
                  "--bootstrap", args.bootstrap, "--timeout", str(args.phase_timeout)]], env, limit
-    if phase in ("floor", "floor_async", "copy"):
+    if phase in ("floor", "floor_async", "copy", "two_floor"):
         mode = "copy" if db.kind == "postgres" else "insert"
-        mode = "upsert" if phase.startswith("floor") else mode
+        mode = "upsert" if phase.endswith("floor") or phase == "floor_async" else mode
         variant = ["--async-commit"] if phase == "floor_async" else []
         return [[PYTHON, "-m", "bench.floor_consumer", "--db-url", db.url, "--topic", topic, "--group", group, "--mode", mode,
-                 "--bootstrap", args.bootstrap, *batch, "--timeout", str(args.phase_timeout), *variant]], env, args.messages
+                 "--bootstrap", args.bootstrap, *batch, "--timeout", str(args.phase_timeout), *variant]] * (2 if phase == "two_floor" else 1), env, args.messages
     raise ValueError(phase)
 
 
@@ -294,7 +296,7 @@ def summarize_runs(runs: list[dict], kinds: list[str], phases: list[str]) -> dic
 def ratios(runs: list[dict], kinds: list[str]) -> dict:
     """Median ratio, and the range over same-repeat pairs (run i of one / run i of the other)."""
     pairs = [("ours", "floor"), ("ours", "naive"), ("proto", "floor"), ("proto", "naive"), ("proto", "ours"),
-             ("proto_async", "floor"), ("proto_async", "floor_async"), ("two", "ours"), ("two_proto", "proto"),
+             ("proto_async", "floor"), ("proto_async", "floor_async"), ("two", "ours"), ("two_proto", "proto"), ("two_floor", "floor"),
              ("floor", "copy")]
     out: dict = {}
     for kind in kinds:
