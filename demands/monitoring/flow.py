@@ -137,8 +137,15 @@ def _type_source_of(payload: bytes | None) -> tuple[str, str]:
         return ("", "")
     if not isinstance(data, dict):
         return ("", "")
-    kind, source = data.get("type"), data.get("source")
-    return (kind[:64] if isinstance(kind, str) else "", source[:64] if isinstance(source, str) else "")
+    return (_storable_label(data.get("type")), _storable_label(data.get("source")))
+
+
+def _storable_label(value: object) -> str:
+    """A rejected message's type or source as a bucket label: a NUL or a lone surrogate (legal in
+    JSON escapes) cannot go into a PostgreSQL text column and must not fail the batch."""
+    if not isinstance(value, str):
+        return ""
+    return value[:64].replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
 
 
 def _new_rejections(rejected: list) -> list:

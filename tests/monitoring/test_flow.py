@@ -63,6 +63,17 @@ def test_rejections_are_counted_under_the_type_and_source_the_payload_names():
     assert counts(FlowBucket.Kind.ARRIVAL) == {}
 
 
+def test_a_rejected_message_naming_an_unstorable_type_or_source_is_counted_and_does_not_fail_the_batch():
+    # Found by the fuzzing in tests/test_ingest_properties.py: a NUL failed the bucket's INSERT on
+    # PostgreSQL, and so the batch, every time it was retried.
+    persist_batch([
+        record(b'{"type": "a\\u0000b", "source": "\\udc80x", "id": 1}', offset=0),
+        record({**REFERENCE, "id": "ok"}, offset=1),
+    ])
+    assert counts(FlowBucket.Kind.REJECTION) == {("a\ufffdb", "?x"): 1}
+    assert counts(FlowBucket.Kind.ARRIVAL) == {("user_feedback", "web_app"): 1}
+
+
 def test_a_rejected_message_delivered_again_is_not_counted_again():
     batch = [record(b"garbage", offset=7), record({**REFERENCE, "timestamp": "soon"}, offset=8)]
     persist_batch(batch)
