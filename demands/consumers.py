@@ -6,6 +6,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import time
 from datetime import timezone as dt_timezone
 from urllib.parse import parse_qs
 
@@ -26,10 +27,12 @@ _IN_MEMORY_EVENTS = frozenset({"demands.created", "demands.changed", "demand.det
 
 # The longest a list broadcast waits to be coalesced with the ones after it (see ListFanout).
 FANOUT_GATHER_MAX = 0.25
-# After a round of sends, wait this many times as long as the round took before the next one:
-# the server spends at most a third of its time on rounds (1,000 sockets at 50/s: 1 → 2 cut the
-# frames per socket from ~12/s to ~8/s and daphne's CPU from 0.65 to 0.49 cores, p99 unchanged).
-FANOUT_GATHER_RATIO = 2
+# After a round of sends, wait this many times the round's CPU time (the writes it queued
+# included) before the next one, so rounds take at most about half the server's time. With
+# 1,000 sockets at 50/s (bench/fanout.py) that is ~9 frames per socket a second instead of 50.
+FANOUT_GATHER_RATIO = 1
+# Sockets sent to between two yields to the event loop within a round.
+FANOUT_SOCKETS_PER_STEP = 50
 
 
 class ListFanout:
@@ -40,8 +43,8 @@ class ListFanout:
     50 demands/s that is 50,000 of each per second, more than one process can do. Here the process
     receives each broadcast once; sockets with the same filters and language share the matching
     and the frame; and broadcasts that arrive while a round of sends is going out are coalesced
-    into one frame per socket: after sending, the fan-out waits FANOUT_GATHER_RATIO times as long
-    as the sending took (at most FANOUT_GATHER_MAX) before the next round. A lone broadcast is
+    into one frame per socket: after sending, the fan-out waits FANOUT_GATHER_RATIO times the
+    sending's CPU time (at most FANOUT_GATHER_MAX) before the next round. A lone broadcast is
     sent at once, so with few sockets nothing waits; with many, each socket gets fewer, larger
     frames. (Measured with bench/fanout.py: 1,000 sockets at 50/s went from a p99 of ~77 s, the
     server never catching up, to ~0.6 s with every row delivered.)
@@ -109,12 +112,17 @@ class ListFanout:
                 self._sender = asyncio.ensure_future(self._send())
 
     async def _send(self) -> None:
-        loop = asyncio.get_running_loop()
         while self.pending:
             events, self.pending = self.pending, []
-            started = loop.time()
+            # CPU time, not wall time: a round that was slow because the process was descheduled
+            # (or waited for the GIL) must not make the next broadcasts wait longer still.
+            started = time.thread_time()
             frames_by_page: dict = {}  # (filters, language) → frames: computed once per kind of page
-            for socket in list(self.sockets):
+            for index, socket in enumerate(list(self.sockets)):
+                if index and index % FANOUT_SOCKETS_PER_STEP == 0:
+                    # Let the loop write out what is queued so far (and run anything else waiting)
+                    # while the round goes on: the first pages need not wait for the last.
+                    await asyncio.sleep(0)
                 try:
                     frames = frames_by_page.get(socket.page_key)
                     if frames is None:
@@ -124,7 +132,7 @@ class ListFanout:
                 except Exception:  # one socket's failure must not cost the others their rows
                     logger.exception("sending live rows to a list page failed")
             # Broadcasts that arrive meanwhile go out together in the next round.
-            await asyncio.sleep(min(FANOUT_GATHER_RATIO * (loop.time() - started), FANOUT_GATHER_MAX))
+            await asyncio.sleep(min(FANOUT_GATHER_RATIO * (time.thread_time() - started), FANOUT_GATHER_MAX))
 
 
 def reader_language(user, headers: dict[bytes, bytes]) -> str:
