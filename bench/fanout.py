@@ -314,16 +314,19 @@ def client_specs(count: int, sessions: list[str], filtered: float) -> list[tuple
 
 
 # -- the server's profile ---------------------------------------------------------------------------
-SERVER_RULES = [
-    ("idle: event loop waiting (epoll)", lambda s, leaf: leaf.startswith(("select (selectors.py", "poll ("))),
-    ("channel layer: InMemory group_send (deepcopy per channel)", lambda s, leaf: "deepcopy" in s or "copy.py" in s),
-    ("channel layer: Redis pub/sub receive + msgpack per channel", lambda s, leaf: "channels_redis" in s or "msgpack" in s),
-    ("send: autobahn framing + Twisted write", lambda s, leaf: "autobahn" in s or "twisted/" in s),
-    ("consumer: demands_created (filter, pick language, wrap)", lambda s, leaf: "demands_created (demands/consumers.py" in s),
-    ("consumer: connect / resume (database)", lambda s, leaf: "connect (demands/consumers.py" in s or "receive (demands/consumers.py" in s),
-    ("channels: dispatch (await_many_dispatch, handlers)", lambda s, leaf: "channels/" in s),
-    ("daphne: server, application checker", lambda s, leaf: "daphne/" in s),
-    ("asyncio: tasks, futures, queues", lambda s, leaf: "asyncio/" in s),
+SERVER_RULES = [  # first match wins; every stack runs under Twisted's reactor and asyncio's loop
+    ("idle: event loop waiting (epoll)", lambda s, leaf: leaf.startswith(("EpollSelector.select", "select (selectors.py"))),
+    ("fan-out round: frames for each socket (channels → daphne → autobahn → Twisted write)",
+     lambda s, leaf: "ListFanout._send" in s),
+    ("channel layer: InMemory group_send (deepcopy per channel)", lambda s, leaf: "deepcopy" in s or "(copy.py" in s),
+    ("channel layer: Redis pub/sub receive + msgpack", lambda s, leaf: "channels_redis" in s or "msgpack" in s),
+    ("socket writes (Twisted doWrite: send(), epoll (un)register)", lambda s, leaf: "doWrite" in s or "_readOrWrite" in s),
+    ("per-socket handlers: demands_created (filter, language, wrap, send)", lambda s, leaf: "demands_created (demands/consumers.py" in s),
+    ("per-socket: channels close_old_connections hop", lambda s, leaf: "aclose_old_connections" in s),
+    ("socket connect / resume (database)", lambda s, leaf: "connect (demands/consumers.py" in s or "receive (demands/consumers.py" in s),
+    ("channels: per-socket dispatch (await_many_dispatch, handlers)", lambda s, leaf: "channels/" in s),
+    ("daphne: protocol, application checker", lambda s, leaf: "daphne/" in s),
+    ("asyncio: tasks, futures, queues, executor hand-offs", lambda s, leaf: "asyncio/" in s),
 ]
 
 
@@ -437,8 +440,8 @@ def main(argv=None) -> int:
 
         # Drain: until every client has every row it should get, or --drain seconds.
         rows = stack.stored_rows()
-        ours = {pk: (message_id, kind) for pk, (message_id, _, kind) in rows.items() if message_id in produced}
-        by_type = Counter(kind for _, kind in ours.values())
+        ours = {pk: (message_id, kind, batch) for pk, (message_id, batch, kind) in rows.items() if message_id in produced}
+        by_type = Counter(row[1] for row in ours.values())
         expected_total = sum(len(ours) if spec[3] else by_type[spec[2].split("=", 1)[1]] for spec in specs)
         drain_until = time.monotonic() + args.drain
         last_report = time.monotonic()
@@ -452,8 +455,8 @@ def main(argv=None) -> int:
             time.sleep(0.5)
             if len(ours) < len(produced):  # the consumer may still be storing the last ones
                 rows = stack.stored_rows()
-                ours = {pk: (m, k) for pk, (m, _, k) in rows.items() if m in produced}
-                by_type = Counter(kind for _, kind in ours.values())
+                ours = {pk: (m, k, b) for pk, (m, b, k) in rows.items() if m in produced}
+                by_type = Counter(row[1] for row in ours.values())
                 expected_total = sum(len(ours) if spec[3] else by_type[spec[2].split("=", 1)[1]] for spec in specs)
         report["server_rss_end"] = memory_mb(server.pid)
         report["processes"] = {c.name: c.stats() for c in stack.children}
@@ -468,6 +471,7 @@ def main(argv=None) -> int:
 
         # Every (client, demand) pair: latency, and what was missed or should not have come.
         latencies: list[float] = []
+        server_part: list[float] = []  # the consumer's batch start (received_at) → the client
         by_second: dict[int, list[float]] = {}
         missed = unexpected = duplicates = frames = more_frames = closed = 0
         close_codes: Counter = Counter()
@@ -495,13 +499,16 @@ def main(argv=None) -> int:
                     sent = produced[row[0]]
                     latency = (arrived - sent) * 1000
                     latencies.append(latency)
+                    server_part.append((arrived - row[2]) * 1000)
                     by_second.setdefault(int((sent - first_produced) // 10), []).append(latency)
-                missed += sum(1 for pk, (_, kind) in ours.items() if (not wanted_type or kind == wanted_type) and pk not in seen)
+                missed += sum(1 for pk, row in ours.items() if (not wanted_type or row[1] == wanted_type) and pk not in seen)
         report.update({
             "produced": len(produced), "stored": len(ours), "pairs_expected": expected_total, "pairs_received": len(latencies),
             "missed": missed, "unexpected": unexpected, "duplicates": duplicates, "frames": frames,
             "frames_with_more": more_frames, "closed_during_run": closed, "close_codes": {str(k): v for k, v in close_codes.items()},
             "latency": percentiles(latencies),
+            "produce_to_batch_start": percentiles([(row[2] - produced[row[0]]) * 1000 for row in ours.values()]),
+            "batch_start_to_client": percentiles(server_part),
             "latency_by_10s_of_producing": {f"{k * 10}-{k * 10 + 10}s": percentiles(v) for k, v in sorted(by_second.items())},
             "loadavg_end": loadavg(),
         })
@@ -540,6 +547,10 @@ def print_report(args, report: dict, stack: LiveStack) -> None:
     if lat:
         print(f"  delivery latency: p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms, "
               f"max {lat['max_ms']} ms   (target p99 ≤ 500 ms)")
+        for name, label in (("produce_to_batch_start", "produce → consumer batch starts (per demand)"),
+                            ("batch_start_to_client", "batch starts → client (persist, render, fan-out, client)")):
+            part = report[name]
+            print(f"    {label:58} p50 {part['p50_ms']} ms, p95 {part['p95_ms']} ms, p99 {part['p99_ms']} ms")
         print("  p99 by when the demand was produced: " + ", ".join(
             f"{window} {part['p99_ms']:g}" for window, part in report["latency_by_10s_of_producing"].items()))
     hs = conn["handshake"]
