@@ -81,6 +81,7 @@ bench: $(BENCH_STAMP)
 	$(PY) -m bench.persist_micro
 	services/up.sh redis
 	$(PY) -m bench.live_latency $(LIVE_ARGS)
+	$(PY) -m bench.fanout $(FANOUT_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache test-artifacts
