@@ -15,6 +15,7 @@ list on SQLite. The conflict clause is the idempotence check; RETURNING says whi
 from __future__ import annotations
 
 import json
+import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
@@ -149,16 +150,22 @@ def new_demand(message: schema.DemandMessage, record: IncomingMessage, now: date
 @dataclass(slots=True)
 class ParsedBatch:
     """Records after the work that needs no database: parsed, checked, de-duplicated within the
-    batch, fingerprinted. Never changed by storing it, so a failed batch is retried from the same
-    ParsedBatch (the consume loop parses the next batch while the database stores this one)."""
+    batch, fingerprinted and — when parse_batch was given the rules — made into demands with the
+    rules applied. Storing it changes only what storing sets (received_at, group, pk), so a failed
+    batch is retried from the same ParsedBatch (the consume loop prepares the next batch in a
+    worker thread while the database stores this one)."""
 
     records: list[IncomingMessage]
     valid: list[tuple[IncomingMessage, schema.DemandMessage, str]] = field(default_factory=list)  # + fingerprint
     rejected: list[tuple[IncomingMessage, str]] = field(default_factory=list)
     duplicates: int = 0
+    demands: list[NewDemand] | None = None  # with the rules applied (parse_batch(records, rules))
+    changes: dict[int, list[RuleChange]] = field(default_factory=dict)  # id(demand) → what rules changed
 
 
-def parse_batch(records: list[IncomingMessage]) -> ParsedBatch:
+def parse_batch(records: list[IncomingMessage], rules: list | None = None) -> ParsedBatch:
+    """The database-free part of a batch. With `rules` (a RuleBook's compiled rules) the demands
+    are built and the rules applied here too."""
     parsed = ParsedBatch(records=records)
     seen: set[tuple[str, str]] = set()
     for record in records:
@@ -173,7 +180,16 @@ def parse_batch(records: list[IncomingMessage]) -> ParsedBatch:
             continue
         seen.add(identity)
         parsed.valid.append((record, message, fingerprint(type=message.type, source=message.source, content=message.content)))
+    if rules is not None:
+        parsed.demands = [new_demand(message, record, None) for record, message, _ in parsed.valid]
+        if rules:
+            parsed.changes = {id(demand): apply_rules(demand, rules) for demand in parsed.demands}
     return parsed
+
+
+def current_rules(rulebook: RuleBook | None = None) -> list:
+    """The rules ingest applies now (reloaded when they change; see RuleBook)."""
+    return (rulebook or _default_rulebook).rules()
 
 
 def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleBook | None = None) -> BatchResult:
@@ -186,19 +202,19 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
     parsed = batch if isinstance(batch, ParsedBatch) else parse_batch(batch)
     result = BatchResult(rejected=list(parsed.rejected), duplicates=parsed.duplicates)
     now = timezone.now()
-    candidates: dict[tuple[str, str], NewDemand] = {}
-    fingerprints: dict[int, str] = {}
-    for record, message, print_ in parsed.valid:
-        demand = candidates[(message.source, message.message_id)] = new_demand(message, record, now)
-        fingerprints[id(demand)] = print_
+    if parsed.demands is None:
+        demands = [new_demand(message, record, now) for record, message, _ in parsed.valid]
+        rules = current_rules(rulebook)
+        changes = {id(demand): apply_rules(demand, rules) for demand in demands} if rules else {}
+    else:
+        demands, changes = parsed.demands, parsed.changes
+        for demand in demands:  # what an earlier, failed attempt to store them may have set
+            demand.received_at, demand.group_id, demand.pk = now, None, None
+    fingerprints = {id(demand): print_ for demand, (_, _, print_) in zip(demands, parsed.valid, strict=True)}
 
-    # No savepoint (a round trip per batch): a failure rolls back the caller's whole transaction,
-    # which is what the consume loop does with a failed batch anyway.
     with transaction.atomic(savepoint=False):
-        if candidates:
-            batch = list(candidates.values())
-            rules = (rulebook or _default_rulebook).rules()
-            changes = {id(demand): apply_rules(demand, rules) for demand in batch} if rules else {}
+        if demands:
+            batch = demands
             _assign_groups(batch, fingerprints, now)
             # Concurrent consumers inserting one identity (records not keyed by source:id) are
             # settled by ON CONFLICT: one of them gets the row back, the other counts a duplicate.
@@ -233,6 +249,9 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
 
 # -- SQL ------------------------------------------------------------------------------------------
 
+# psycopg connections whose temporary staging table exists (see _insert_demands).
+_sessions_with_staging: weakref.WeakSet = weakref.WeakSet()
+
 def _default_columns() -> list[tuple[str, object]]:
     """(column, database value) for the columns ingest leaves at their model default."""
     return [
@@ -258,12 +277,16 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             raw = cursor.cursor  # psycopg's cursor under Django's wrapper: same connection and transaction
-            # Per session, invisible to other connections, emptied at every commit. Created each
-            # batch (a no-op once it exists) so a rolled-back first batch cannot leave us without it.
-            raw.execute(
-                f"CREATE TEMP TABLE IF NOT EXISTS demand_ingest_staging ON COMMIT DELETE ROWS AS "
-                f"SELECT {column_list} FROM {table} WITH NO DATA"
-            )
+            # Per session, invisible to other connections, emptied at every commit. Created until a
+            # batch that created it has committed (a rolled-back first batch takes it away again),
+            # then known per connection: the statement cost ~3 % of a busy loop.
+            session = connection.connection
+            if session not in _sessions_with_staging:
+                raw.execute(
+                    f"CREATE TEMP TABLE IF NOT EXISTS demand_ingest_staging ON COMMIT DELETE ROWS AS "
+                    f"SELECT {column_list} FROM {table} WITH NO DATA"
+                )
+                transaction.on_commit(lambda: _sessions_with_staging.add(session))
             with raw.copy(f"COPY demand_ingest_staging ({column_list}) FROM STDIN") as copy:
                 for demand in batch:
                     copy.write_row(_row_values(demand) + default_values)
@@ -315,6 +338,12 @@ class KnownGroups:
 
 
 known_groups = KnownGroups()
+
+
+def forget_session_state() -> None:
+    """After a failed batch: group ids and staging tables are looked up again (the consume loop)."""
+    known_groups.forget()
+    _sessions_with_staging.clear()
 
 
 def _assign_groups(demands: list[NewDemand], fingerprints: dict[int, str], now: datetime) -> None:

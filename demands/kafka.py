@@ -45,7 +45,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 
 from . import live
-from .ingest import BatchResult, IncomingMessage, ParsedBatch, known_groups, parse_batch, persist_batch
+from .ingest import BatchResult, IncomingMessage, ParsedBatch, current_rules, forget_session_state, parse_batch, persist_batch
 from .monitoring.heartbeat import consumer_heartbeat
 from .models import Demand, RejectedMessage
 
@@ -225,7 +225,8 @@ class ConsumeLoop:
         window = {"created": 0, "rejected": 0, "duplicates": 0}
         heartbeat = consumer_heartbeat(self)  # monitoring: liveness row and /metrics
         # Read-ahead: while the database stores one batch, a worker thread parses the records that
-        # have arrived meanwhile (parsing holds the GIL; waiting on the database does not). Only
+        # have arrived meanwhile and applies the rules (the worker holds the GIL while it works; a
+        # wait on the database does not). The rules are read here, in the loop's thread. Only
         # this thread touches the Kafka consumer, and nothing read ahead is committed before it is
         # stored. A batch read ahead when a stop comes is dropped, uncommitted: Kafka re-delivers it.
         parser = ThreadPoolExecutor(max_workers=1, thread_name_prefix="parse")
@@ -241,14 +242,14 @@ class ConsumeLoop:
                     records = self._read(wait=True)
                     if not records:
                         continue
-                    ahead = (records, parser.submit(parse_batch, records))
+                    ahead = (records, parser.submit(parse_batch, records, current_rules()))
                 records, parsing = ahead
                 try:
                     batch: ParsedBatch | list[IncomingMessage] = parsing.result()
                 except Exception:  # parsed again under the retries below, which report it
                     batch = records
                 records = self._read(wait=False)
-                ahead = (records, parser.submit(parse_batch, records)) if records else None
+                ahead = (records, parser.submit(parse_batch, records, current_rules())) if records else None
                 result = self._handle_with_retries(batch)
                 if result is not None:
                     window["created"] += len(result.created)
@@ -317,7 +318,7 @@ class ConsumeLoop:
                 )
                 close_old_connections()
                 self._connection_checked_at = time.monotonic()
-                known_groups.forget()  # a group deleted by another process fails its batch once
+                forget_session_state()  # a group deleted by another process fails its batch once
                 self._sleep(delay)
                 if self.stopping:
                     return None

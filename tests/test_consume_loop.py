@@ -306,3 +306,28 @@ def test_a_batch_starts_with_the_first_record_and_takes_what_has_arrived_without
     calls = holder["consumer"].calls
     assert calls[:3] == [(1, loop.idle_timeout), (499, 0), (500, 0)]  # first record, the rest, read-ahead
     assert Demand.objects.count() == 2 and loop.totals["batches"] == 1
+
+
+def test_a_retried_batch_is_stored_with_its_rule_changes_once(monkeypatch):
+    from demands.models import DemandEvent, Rule
+    from demands.rules import RuleBook
+
+    Rule.objects.create(name="Urgent", set_priority="urgent")
+    RuleBook.invalidate_all()
+    calls = {"n": 0}
+    real = ingest.persist_batch
+
+    def fails_after_storing_once(batch):
+        calls["n"] += 1
+        result = real(batch)  # rules were applied in the parser thread; storing them must not undo that
+        if calls["n"] == 1:
+            raise DatabaseError("connection lost before the commit")
+        return result
+
+    monkeypatch.setattr(kafka, "persist_batch", fails_after_storing_once)
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]])
+    loop.run()
+    demand = Demand.objects.get()
+    assert calls["n"] == 2 and demand.priority == "urgent"
+    assert list(DemandEvent.objects.values_list("kind", "new_value")) == [("priority", "urgent")]
+    assert holder["consumer"].commits == [{("demand-topic", 0): 1}]

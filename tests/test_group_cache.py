@@ -94,3 +94,21 @@ def test_consume_loop_forgets_groups_after_a_failed_batch(monkeypatch):
     loop, _, _, _ = make_loop([[record(REFERENCE, offset=0)]])
     loop.run()
     assert calls["n"] == 2
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY staging table is PostgreSQL's")
+def test_the_staging_table_is_created_until_a_batch_that_made_it_commits():
+    from demands import ingest
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        persist_batch([record(REFERENCE)])
+        raise RuntimeError("rolled back: the temporary table goes with it")
+    assert connection.connection not in ingest._sessions_with_staging
+    store("1")
+    assert connection.connection in ingest._sessions_with_staging
+    store("2")  # no CREATE: the table is there
+    assert Demand.objects.count() == 2
+    ingest.forget_session_state()
+    assert connection.connection not in ingest._sessions_with_staging
+    store("3")  # created again if need be (IF NOT EXISTS)
+    assert Demand.objects.count() == 3
