@@ -20,12 +20,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 
-from django.contrib.auth import get_user_model
 from django.db import connection, transaction
 from django.utils import timezone
 
 from . import schema
-from .models import Demand, DemandEvent, DemandGroup, Notification, Priority, RejectedMessage, Status, Team
+from .models import Demand, DemandGroup, Notification, Priority, RejectedMessage, Status, Team
 from .monitoring.flow import record_batch_flow
 from .rules import RuleBook, RuleChange, apply_rules, fingerprint
 
@@ -69,6 +68,7 @@ class NewDemand:
     assignee_id: int | None = None
     team_id: int | None = None
     group_id: int | None = None
+    rule_changes: list = field(default_factory=list)  # what apply_rules changed, as stored (see Demand)
     pk: int | None = None
 
     def to_model(self) -> Demand:
@@ -78,7 +78,7 @@ class NewDemand:
 
 # NewDemand's columns in insert order (pk excluded); the other columns take their model default.
 ROW_COLUMNS = tuple(f.name for f in fields(NewDemand) if f.name != "pk")
-JSON_COLUMNS = {"tags", "extra"}
+JSON_COLUMNS = {"tags", "extra", "rule_changes"}
 
 
 @dataclass(slots=True)
@@ -183,8 +183,16 @@ def parse_batch(records: list[IncomingMessage], rules: list | None = None) -> Pa
     if rules is not None:
         parsed.demands = [new_demand(message, record, None) for record, message, _ in parsed.valid]
         if rules:
-            parsed.changes = {id(demand): apply_rules(demand, rules) for demand in parsed.demands}
+            parsed.changes = {id(demand): _apply_rules(demand, rules) for demand in parsed.demands}
     return parsed
+
+
+def _apply_rules(demand: NewDemand, rules: list) -> list[RuleChange]:
+    changes = apply_rules(demand, rules)
+    demand.rule_changes = [
+        {"rule_id": c.rule_id, "rule": c.rule_name, "field": c.field, "old": c.old, "new": c.new} for c in changes
+    ]
+    return changes
 
 
 def current_rules(rulebook: RuleBook | None = None) -> list:
@@ -197,7 +205,8 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
     was new and what was rejected.
 
     New demands go through the rules (priority, tags, category, assignment) and into their group
-    before they are inserted, so each is written once; what rules changed becomes history.
+    before they are inserted, so each is written once; what rules changed is kept on the demand's
+    row (`rule_changes`, the first entries of its history).
     """
     parsed = batch if isinstance(batch, ParsedBatch) else parse_batch(batch)
     result = BatchResult(rejected=list(parsed.rejected), duplicates=parsed.duplicates)
@@ -205,7 +214,7 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
     if parsed.demands is None:
         demands = [new_demand(message, record, now) for record, message, _ in parsed.valid]
         rules = current_rules(rulebook)
-        changes = {id(demand): apply_rules(demand, rules) for demand in demands} if rules else {}
+        changes = {id(demand): _apply_rules(demand, rules) for demand in demands} if rules else {}
     else:
         demands, changes = parsed.demands, parsed.changes
         for demand in demands:  # what an earlier, failed attempt to store them may have set
@@ -225,7 +234,7 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
             result.duplicates += len(batch) - len(result.created)
             _count_group_members(result.created, now)
             if any(changes.get(id(demand)) for demand in result.created):
-                result.notification_ids = _record_rule_changes(result.created, changes, now)
+                result.notification_ids = _notify_rule_assignments(result.created, changes, now)
         record_batch_flow(result, now)  # monitoring: per-minute flow buckets, counted with the batch
         if result.rejected:
             RejectedMessage.objects.bulk_create(
@@ -408,76 +417,25 @@ def _count_group_members(created: list[NewDemand], now: datetime) -> None:
         )
 
 
-def _record_rule_changes(created: list[NewDemand], changes: dict[int, list[RuleChange]], now: datetime) -> list[int]:
-    """History entries for what rules changed, and notifications for rule assignments."""
-    users = get_user_model().objects.in_bulk(
-        {int(c.new) for cs in changes.values() for c in cs if c.field == "assignee"}
-        | {int(c.old) for cs in changes.values() for c in cs if c.field == "assignee" and c.old}
-    )
-    teams = Team.objects.in_bulk(
-        {int(v) for cs in changes.values() for c in cs if c.field == "team" for v in (c.old, c.new) if v}
-    )
-
-    def shown(change: RuleChange, value: str) -> str:
-        if change.field == "assignee" and value:
-            user = users.get(int(value))
-            return (user.get_full_name() or user.get_username()) if user else value
-        if change.field == "team" and value:
-            team = teams.get(int(value))
-            return team.name if team else value
-        return value
-
-    kinds = {"priority": DemandEvent.Kind.PRIORITY, "tags": DemandEvent.Kind.TAGS, "category": DemandEvent.Kind.CATEGORY,
-             "assignee": DemandEvent.Kind.ASSIGNMENT, "team": DemandEvent.Kind.TEAM}
-    events, notifications = [], []
-    for demand in created:
-        for change in changes.get(id(demand), ()):
-            events.append((demand.pk, kinds[change.field], change.rule_id,
-                           shown(change, change.old)[:200], shown(change, change.new)[:200], now))
-            if change.field not in ("assignee", "team"):
-                continue
-            text = f"Rule “{change.rule_name}” assigned demand #{demand.pk}: {demand.content[:120]}"
-            if change.field == "assignee":
-                notifications.append(Notification(user_id=int(change.new), demand_id=demand.pk, text=text, created_at=now))
-            elif int(change.new) in teams:
-                notifications.extend(
-                    Notification(user=member, demand_id=demand.pk, text=text, created_at=now)
-                    for member in teams[int(change.new)].members.filter(is_active=True)
-                    if member.pk != demand.assignee_id
-                )
-    # History rows can be many (a rule or more per demand): plain rows, no Model instances.
-    _insert_plain(DemandEvent, ("demand_id", "kind", "rule_id", "old_value", "new_value", "created_at"), events)
+def _notify_rule_assignments(created: list[NewDemand], changes: dict[int, list[RuleChange]], now: datetime) -> list[int]:
+    """Notifications for what rules assigned (to a person, or to a team's active members)."""
+    assigned = [(demand, change) for demand in created for change in changes.get(id(demand), ())
+                if change.field in ("assignee", "team")]
+    if not assigned:
+        return []
+    teams = Team.objects.in_bulk({int(change.new) for _, change in assigned if change.field == "team"})
+    notifications = []
+    for demand, change in assigned:
+        text = f"Rule “{change.rule_name}” assigned demand #{demand.pk}: {demand.content[:120]}"
+        if change.field == "assignee":
+            notifications.append(Notification(user_id=int(change.new), demand_id=demand.pk, text=text, created_at=now))
+        elif int(change.new) in teams:
+            notifications.extend(
+                Notification(user=member, demand_id=demand.pk, text=text, created_at=now)
+                for member in teams[int(change.new)].members.filter(is_active=True)
+                if member.pk != demand.assignee_id
+            )
     return [n.pk for n in Notification.objects.bulk_create(notifications)]
-
-
-def _insert_plain(model, names: tuple[str, ...], rows: list[tuple]) -> None:
-    """Insert `rows` (values of the fields `names`, by attname; other fields take their model
-    default) without ids back: COPY straight into the table on PostgreSQL, multi-row VALUES elsewhere."""
-    if not rows:
-        return
-    given = set(names)
-    defaults = [
-        (f.column, f.get_db_prep_save(f.get_default(), connection))
-        for f in model._meta.concrete_fields
-        if not f.primary_key and f.attname not in given
-    ]
-    columns = [model._meta.get_field(name).column for name in names] + [column for column, _ in defaults]
-    tail = tuple(value for _, value in defaults)
-    table = model._meta.db_table
-    column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
-    with connection.cursor() as cursor:
-        if connection.vendor == "postgresql":
-            with cursor.cursor.copy(f"COPY {table} ({column_list}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row + tail)
-            return
-        adapt = connection.ops.adapt_datetimefield_value
-        placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-        chunk = max(1, 30_000 // len(columns))  # SQLite's bound-parameter limit is 32,766
-        for start in range(0, len(rows), chunk):
-            part = rows[start : start + chunk]
-            params = [adapt(value) if isinstance(value, datetime) else value for row in part for value in row + tail]
-            cursor.execute(f"INSERT INTO {table} ({column_list}) VALUES {', '.join([placeholders] * len(part))}", params)
 
 
 def _key_text(key: bytes | None) -> str:

@@ -81,6 +81,11 @@ class Demand(models.Model):
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.NEW)
     tags = models.JSONField(_("tags"), default=list, blank=True)
     extra = models.JSONField(_("extra fields"), default=dict, blank=True, help_text=_("Optional fields sent with the message, kept verbatim."))
+    # What rules changed at ingest, each {"rule_id", "rule", "field", "old", "new"}: the first
+    # entries of its history (selectors.demand_history), kept on the row that ingest writes anyway
+    # instead of a history row each (~1 per demand with typical rules: 12 µs of every demand's
+    # ~140 on the ingest hot path, bench/README.md). Later changes are DemandEvent rows.
+    rule_changes = models.JSONField(_("rule changes at ingest"), default=list, blank=True)
     # Where it came from: the start of its traceable history.
     kafka_topic = models.CharField(_("Kafka topic"), max_length=249, blank=True)
     kafka_partition = models.IntegerField(_("Kafka partition"), null=True, blank=True)

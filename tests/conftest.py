@@ -4,7 +4,7 @@ import pytest
 from django.core.cache import cache
 from django.db import connections
 
-from demands.ingest import IncomingMessage, known_groups
+from demands.ingest import IncomingMessage, forget_session_state
 from demands.rules import RuleBook
 
 REFERENCE = {
@@ -28,11 +28,11 @@ def _no_persistent_connections():
 def _clear_cache():
     cache.clear()  # facets are cached between requests
     RuleBook.invalidate_all()  # compiled rules must not outlive the test that created them
-    known_groups.forget()  # nor group ids from a database the test runner has since flushed
+    forget_session_state()  # nor group ids from a flushed database, nor staging tables rolled back
     yield
     cache.clear()
     RuleBook.invalidate_all()
-    known_groups.forget()
+    forget_session_state()
 
 
 @pytest.fixture

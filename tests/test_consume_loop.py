@@ -329,5 +329,7 @@ def test_a_retried_batch_is_stored_with_its_rule_changes_once(monkeypatch):
     loop.run()
     demand = Demand.objects.get()
     assert calls["n"] == 2 and demand.priority == "urgent"
-    assert list(DemandEvent.objects.values_list("kind", "new_value")) == [("priority", "urgent")]
+    assert demand.rule_changes == [{"rule_id": demand.rule_changes[0]["rule_id"], "rule": "Urgent", "field": "priority",
+                                    "old": "normal", "new": "urgent"}]
+    assert not DemandEvent.objects.exists()
     assert holder["consumer"].commits == [{("demand-topic", 0): 1}]
