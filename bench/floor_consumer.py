@@ -29,7 +29,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 COLUMNS = ("source", "message_id", "type", "content", "occurred_at", "priority", "status", "tags", "extra",
            "kafka_topic", "kafka_partition", "kafka_offset", "kafka_timestamp", "received_at", "category",
-           "version", "updated_at")
+           "version", "updated_at", "rule_changes")
 KNOWN = {"id", "type", "content", "timestamp", "source", "priority", "tags"}
 PRIORITIES = {"urgent", "high", "normal", "low"}
 
@@ -50,7 +50,7 @@ def rows_from(messages, now: datetime, *, sqlite: bool) -> list[tuple]:
             data["source"], data["id"], data["type"], data["content"], occurred_at,
             priority if priority in PRIORITIES else "normal", "new",
             json.dumps(data.get("tags") or [], ensure_ascii=False), json.dumps(extra, ensure_ascii=False),
-            message.topic(), message.partition(), message.offset(), kafka_ts, now, "", 0, now,
+            message.topic(), message.partition(), message.offset(), kafka_ts, now, "", 0, now, "[]",
         ))
     return rows
 
