@@ -97,7 +97,7 @@ class SqliteWriter:
 
     def write(self, rows: list[tuple]) -> None:
         rows = [row[:13] + (row[13].replace(tzinfo=None).isoformat(" "),) + row[14:16]
-                + (row[16].replace(tzinfo=None).isoformat(" "),) for row in rows]
+                + (row[16].replace(tzinfo=None).isoformat(" "),) + row[17:] for row in rows]
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             self.conn.executemany(self.insert_sql, rows)
