@@ -70,14 +70,18 @@ class NewDemand:
     group_id: int | None = None
     rule_changes: list = field(default_factory=list)  # what apply_rules changed, as stored (see Demand)
     pk: int | None = None
+    row: tuple | None = None  # database values of STATIC_COLUMNS, built once (in the parser thread)
 
     def to_model(self) -> Demand:
-        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "pk"}
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("pk", "row")}
         return Demand(pk=self.pk, status=Status.NEW, updated_at=self.received_at, **values)
 
 
-# NewDemand's columns in insert order (pk excluded); the other columns take their model default.
-ROW_COLUMNS = tuple(f.name for f in fields(NewDemand) if f.name != "pk")
+# NewDemand's columns in insert order; the other columns take their model default. Those set when
+# the batch is stored come last; the rest (STATIC_COLUMNS) are ready before, in `NewDemand.row`.
+STORE_COLUMNS = ("received_at", "group_id")
+STATIC_COLUMNS = tuple(f.name for f in fields(NewDemand) if f.name not in ("pk", "row", *STORE_COLUMNS))
+ROW_COLUMNS = STATIC_COLUMNS + STORE_COLUMNS
 JSON_COLUMNS = {"tags", "extra", "rule_changes"}
 
 
@@ -184,6 +188,8 @@ def parse_batch(records: list[IncomingMessage], rules: list | None = None) -> Pa
         parsed.demands = [new_demand(message, record, None) for record, message, _ in parsed.valid]
         if rules:
             parsed.changes = {id(demand): _apply_rules(demand, rules) for demand in parsed.demands}
+        for demand in parsed.demands:
+            demand.row = _static_row(demand)
     return parsed
 
 
@@ -215,6 +221,8 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
         demands = [new_demand(message, record, now) for record, message, _ in parsed.valid]
         rules = current_rules(rulebook)
         changes = {id(demand): _apply_rules(demand, rules) for demand in demands} if rules else {}
+        for demand in demands:
+            demand.row = _static_row(demand)
     else:
         demands, changes = parsed.demands, parsed.changes
         for demand in demands:  # what an earlier, failed attempt to store them may have set
@@ -270,22 +278,25 @@ def _default_columns() -> list[tuple[str, object]]:
     ]
 
 
-def _row_values(demand: NewDemand) -> list:
-    return [_dumps(getattr(demand, name)) if name in JSON_COLUMNS else getattr(demand, name) for name in ROW_COLUMNS]
+def _static_row(demand: NewDemand) -> tuple:
+    return tuple(_dumps(getattr(demand, name)) if name in JSON_COLUMNS else getattr(demand, name) for name in STATIC_COLUMNS)
 
 
 def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
     """Insert what is new; return {(source, message_id): pk} for the rows this call inserted."""
     defaults = _default_columns()
-    columns = [Demand._meta.get_field(name).column for name in ROW_COLUMNS] + [column for column, _ in defaults]
+    row_columns = [Demand._meta.get_field(name).column for name in ROW_COLUMNS]
+    columns = row_columns + [column for column, _ in defaults]
     default_values = [value for _, value in defaults]
     table = Demand._meta.db_table
-    column_list = ", ".join(connection.ops.quote_name(column) for column in columns)
+    qn = connection.ops.quote_name
+    column_list = ", ".join(qn(column) for column in columns)
     conflict = "ON CONFLICT (source, message_id) DO NOTHING RETURNING id, source, message_id"
     inserted: dict[tuple[str, str], int] = {}
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             raw = cursor.cursor  # psycopg's cursor under Django's wrapper: same connection and transaction
+            staged = ", ".join(qn(column) for column in row_columns)
             # Per session, invisible to other connections, emptied at every commit. Created until a
             # batch that created it has committed (a rolled-back first batch takes it away again),
             # then known per connection: the statement cost ~3 % of a busy loop.
@@ -293,13 +304,19 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
             if session not in _sessions_with_staging:
                 raw.execute(
                     f"CREATE TEMP TABLE IF NOT EXISTS demand_ingest_staging ON COMMIT DELETE ROWS AS "
-                    f"SELECT {column_list} FROM {table} WITH NO DATA"
+                    f"SELECT {staged} FROM {table} WITH NO DATA"
                 )
                 transaction.on_commit(lambda: _sessions_with_staging.add(session))
-            with raw.copy(f"COPY demand_ingest_staging ({column_list}) FROM STDIN") as copy:
+            # COPY carries only what differs per row; the defaults go into the INSERT once.
+            with raw.copy(f"COPY demand_ingest_staging ({staged}) FROM STDIN") as copy:
                 for demand in batch:
-                    copy.write_row(_row_values(demand) + default_values)
-            raw.execute(f"INSERT INTO {table} ({column_list}) SELECT {column_list} FROM demand_ingest_staging {conflict}")
+                    copy.write_row((*demand.row, demand.received_at, demand.group_id))
+            constants = ", ".join(["%s"] * len(default_values))
+            raw.execute(
+                f"INSERT INTO {table} ({column_list}) SELECT {staged}{', ' if constants else ''}{constants} "
+                f"FROM demand_ingest_staging {conflict}",
+                default_values,
+            )
             # No TRUNCATE (it churns the catalog every batch): rows left from an earlier call in the
             # same transaction are in the table already, so ON CONFLICT skips them and RETURNING
             # names only this call's new rows.
@@ -314,7 +331,7 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
                 params = [
                     adapt(value) if isinstance(value, datetime) else value
                     for demand in part
-                    for value in _row_values(demand) + default_values
+                    for value in (*demand.row, demand.received_at, demand.group_id, *default_values)
                 ]
                 cursor.execute(
                     f"INSERT INTO {table} ({column_list}) VALUES {', '.join([placeholders] * len(part))} {conflict}", params
