@@ -54,7 +54,9 @@ logger = logging.getLogger(__name__)
 
 def client_config(**overrides) -> dict:
     """Settings' librdkafka properties (bootstrap servers, security…) plus per-client overrides."""
-    config = dict(settings.KAFKA_CLIENT_CONFIG)
+    # Small requests (a fetch, a lone record) go out at once instead of waiting on Nagle's algorithm
+    # for an ACK the broker may delay: live latency is what this product is for.
+    config = {"socket.nagle.disable": True, **settings.KAFKA_CLIENT_CONFIG}
     config.update(overrides)
     return config
 
@@ -238,16 +240,21 @@ class ConsumeLoop:
         try:
             while not self.stopping:
                 heartbeat.beat()
-                if ahead is None:
+                batch: ParsedBatch | list[IncomingMessage]
+                if ahead is None:  # nothing read ahead: wait for records, parse them here (no hand-off)
                     records = self._read(wait=True)
                     if not records:
                         continue
-                    ahead = (records, parser.submit(parse_batch, records, current_rules()))
-                records, parsing = ahead
-                try:
-                    batch: ParsedBatch | list[IncomingMessage] = parsing.result()
-                except Exception:  # parsed again under the retries below, which report it
-                    batch = records
+                    try:
+                        batch = parse_batch(records, current_rules())
+                    except Exception:  # parsed again under the retries below, which report it
+                        batch = records
+                else:
+                    records, parsing = ahead
+                    try:
+                        batch = parsing.result()
+                    except Exception:
+                        batch = records
                 records = self._read(wait=False)
                 ahead = (records, parser.submit(parse_batch, records, current_rules())) if records else None
                 result = self._handle_with_retries(batch)
