@@ -67,7 +67,8 @@ browser:
 	@test -x $(CHROMIUM) || { echo "browser tests need $(CHROMIUM): apt-get install -y chromium (as root)" >&2; exit 1; }
 
 ## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with py-spy profiles, persist
-## paths without Kafka, live latency; figures in bench/results/ (bench/README.md says more).
+## paths without Kafka, live latency, fan-out to 1,000 websockets, the list page at 1,000,000 rows;
+## figures in bench/results/ (bench/README.md says more).
 ## BENCH_ARGS='--messages 50000 --repeat 1' for a quicker ingest run, LIVE_ARGS='--seconds 20'.
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -82,6 +83,7 @@ bench: $(BENCH_STAMP)
 	services/up.sh redis
 	$(PY) -m bench.live_latency $(LIVE_ARGS)
 	$(PY) -m bench.fanout $(FANOUT_ARGS)
+	$(PY) -m bench.list_page $(LIST_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-* .pytest_cache test-artifacts
