@@ -66,9 +66,8 @@ browser:
 	@test -x $(CHROMIUM) || UMSG_SVC=chromium bash -c '. services/lib.sh && apt_install chromium'
 	@test -x $(CHROMIUM) || { echo "browser tests need $(CHROMIUM): apt-get install -y chromium (as root)" >&2; exit 1; }
 
-## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with py-spy profiles, persist
-## paths without Kafka, live latency, fan-out to 1,000 websockets, the list page at 1,000,000 rows;
-## figures in bench/results/ (bench/README.md says more).
+## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with py-spy profiles, live
+## latency, fan-out to 1,000 websockets, the list page at 1,000,000 rows; figures in bench/results/ (bench/README.md says more).
 ## BENCH_ARGS='--messages 50000 --repeat 1' for a quicker ingest run, LIVE_ARGS='--seconds 20'.
 BENCH_STAMP := $(VENV)/.bench-installed
 
@@ -79,7 +78,6 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	services/up.sh kafka postgres
 	$(PY) -m bench.ingest --db postgres,sqlite --profile $(BENCH_ARGS)
-	$(PY) -m bench.persist_micro
 	services/up.sh redis
 	$(PY) -m bench.live_latency $(LIVE_ARGS)
 	$(PY) -m bench.fanout $(FANOUT_ARGS)
