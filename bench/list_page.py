@@ -26,7 +26,7 @@ PG_SERVER = "postgres://umsg@127.0.0.1:5433"
 CHUNK = 100_000
 FILL = """
 INSERT INTO demands_demand (source, message_id, type, content, occurred_at, priority, status, tags, extra,
-    kafka_topic, kafka_partition, kafka_offset, received_at, category, version, updated_at)
+    kafka_topic, kafka_partition, kafka_offset, received_at, category, version, updated_at, rule_changes)
 SELECT (ARRAY['web_app','ios_app','android_app','order-service','payment-service','api-gateway','crm'])[1 + g %% 7],
        'b' || g,
        (ARRAY['user_feedback','user_feedback','log_exception','api_anomaly','feature_request'])[1 + g %% 5],
@@ -36,7 +36,8 @@ SELECT (ARRAY['web_app','ios_app','android_app','order-service','payment-service
        now() - (g || ' seconds')::interval,
        (ARRAY['normal','normal','normal','high','low','urgent'])[1 + g %% 6],
        (ARRAY['new','new','triaged','in_progress','resolved','resolved','rejected'])[1 + (g / 3) %% 7],
-       '[]'::jsonb, '{}'::jsonb, 'demand-topic', g %% 6, g, now() - (g || ' seconds')::interval, '', 0, now()
+       '[]'::jsonb, '{}'::jsonb, 'demand-topic', g %% 6, g, now() - (g || ' seconds')::interval, '', 0, now(),
+       CASE WHEN g %% 3 = 0 THEN '[{"rule_id": null, "rule": "Timeouts", "field": "tags", "old": "", "new": "performance"}]'::jsonb ELSE '[]'::jsonb END
 FROM generate_series(%s, %s) AS g
 """
 
