@@ -185,12 +185,17 @@ def parse_batch(records: list[IncomingMessage], rules: list | None = None) -> Pa
         seen.add(identity)
         parsed.valid.append((record, message, fingerprint(type=message.type, source=message.source, content=message.content)))
     if rules is not None:
-        parsed.demands = [new_demand(message, record, None) for record, message, _ in parsed.valid]
-        if rules:
-            parsed.changes = {id(demand): _apply_rules(demand, rules) for demand in parsed.demands}
-        for demand in parsed.demands:
-            demand.row = _static_row(demand)
+        _prepare_demands(parsed, rules)
     return parsed
+
+
+def _prepare_demands(parsed: ParsedBatch, rules: list) -> None:
+    """The batch's demands, with the rules applied and their rows built (received_at and the
+    group are set when it is stored)."""
+    parsed.demands = [new_demand(message, record, None) for record, message, _ in parsed.valid]
+    parsed.changes = {id(demand): _apply_rules(demand, rules) for demand in parsed.demands} if rules else {}
+    for demand in parsed.demands:
+        demand.row = _static_row(demand)
 
 
 def _apply_rules(demand: NewDemand, rules: list) -> list[RuleChange]:
@@ -215,31 +220,25 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
     row (`rule_changes`, the first entries of its history).
     """
     parsed = batch if isinstance(batch, ParsedBatch) else parse_batch(batch)
+    if parsed.demands is None:
+        _prepare_demands(parsed, current_rules(rulebook))
+    demands, changes = parsed.demands, parsed.changes
     result = BatchResult(rejected=list(parsed.rejected), duplicates=parsed.duplicates)
     now = timezone.now()
-    if parsed.demands is None:
-        demands = [new_demand(message, record, now) for record, message, _ in parsed.valid]
-        rules = current_rules(rulebook)
-        changes = {id(demand): _apply_rules(demand, rules) for demand in demands} if rules else {}
-        for demand in demands:
-            demand.row = _static_row(demand)
-    else:
-        demands, changes = parsed.demands, parsed.changes
-        for demand in demands:  # what an earlier, failed attempt to store them may have set
-            demand.received_at, demand.group_id, demand.pk = now, None, None
+    for demand in demands:  # also undoes what an earlier, failed attempt to store them set
+        demand.received_at, demand.group_id, demand.pk = now, None, None
     fingerprints = {id(demand): print_ for demand, (_, _, print_) in zip(demands, parsed.valid, strict=True)}
 
     with transaction.atomic(savepoint=False):
         if demands:
-            batch = demands
-            _assign_groups(batch, fingerprints, now)
+            _assign_groups(demands, fingerprints, now)
             # Concurrent consumers inserting one identity (records not keyed by source:id) are
             # settled by ON CONFLICT: one of them gets the row back, the other counts a duplicate.
-            ids = _insert_demands(batch)
-            for demand in batch:
+            ids = _insert_demands(demands)
+            for demand in demands:
                 demand.pk = ids.get((demand.source, demand.message_id))
-            result.created = [demand for demand in batch if demand.pk is not None]
-            result.duplicates += len(batch) - len(result.created)
+            result.created = [demand for demand in demands if demand.pk is not None]
+            result.duplicates += len(demands) - len(result.created)
             _count_group_members(result.created, now)
             if any(changes.get(id(demand)) for demand in result.created):
                 result.notification_ids = _notify_rule_assignments(result.created, changes, now)
@@ -268,6 +267,7 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
 
 # psycopg connections whose temporary staging table exists (see _insert_demands).
 _sessions_with_staging: weakref.WeakSet = weakref.WeakSet()
+
 
 def _default_columns() -> list[tuple[str, object]]:
     """(column, database value) for the columns ingest leaves at their model default."""

@@ -236,34 +236,24 @@ class ConsumeLoop:
         # waits for the GIL up to the switch interval (5 ms by default), which ate most of the
         # overlap. 0.5 ms lets the loop get on with the batch after each round trip.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        ahead: tuple[list[IncomingMessage], Future] | None = None
+        ahead: tuple[list[IncomingMessage], Future | None] | None = None
         try:
             while not self.stopping:
                 heartbeat.beat()
-                batch: ParsedBatch | list[IncomingMessage]
                 if ahead is None:  # nothing read ahead: wait for records, parse them here (no hand-off)
                     records = self._read(wait=True)
                     if not records:
                         continue
-                    try:
-                        batch = parse_batch(records, current_rules())
-                    except Exception:  # parsed again under the retries below, which report it
-                        batch = records
-                else:
-                    records, parsing = ahead
-                    try:
-                        batch = parsing.result()
-                    except Exception:
-                        batch = records
+                    ahead = (records, None)
+                batch = self._parsed(*ahead)
                 records = self._read(wait=False)
                 ahead = (records, parser.submit(parse_batch, records, current_rules())) if records else None
                 result = self._handle_with_retries(batch)
-                if result is not None:
-                    window["created"] += len(result.created)
-                    window["rejected"] += len(result.rejected)
-                    window["duplicates"] += result.duplicates
-                else:
+                if result is None:
                     break  # stop requested while retrying: nothing committed, Kafka re-delivers
+                window["created"] += len(result.created)
+                window["rejected"] += len(result.rejected)
+                window["duplicates"] += result.duplicates
                 now = time.monotonic()
                 if now - last_stats >= self.stats_interval:
                     elapsed = now - last_stats
@@ -277,6 +267,15 @@ class ConsumeLoop:
             heartbeat.stop()
             parser.shutdown(wait=True, cancel_futures=True)
             self._close()
+
+    @staticmethod
+    def _parsed(records: list[IncomingMessage], parsing: Future | None) -> ParsedBatch | list[IncomingMessage]:
+        """The records parsed (by the worker when `parsing` is its job, else here). If parsing
+        fails, the records themselves: they are parsed again under the retries, which report it."""
+        try:
+            return parsing.result() if parsing is not None else parse_batch(records, current_rules())
+        except Exception:
+            return records
 
     def _read(self, *, wait: bool) -> list[IncomingMessage]:
         """Records for a batch. wait=True: up to `idle_timeout` for a first record, then what else
@@ -323,8 +322,7 @@ class ConsumeLoop:
                 logger.warning(
                     "batch failed (%d/%d), retrying in %.1fs without committing: %r", failures, self.max_failures, delay, exc
                 )
-                close_old_connections()
-                self._connection_checked_at = time.monotonic()
+                self._check_connection(force=True)
                 forget_session_state()  # a group deleted by another process fails its batch once
                 self._sleep(delay)
                 if self.stopping:
@@ -333,13 +331,7 @@ class ConsumeLoop:
     def _handle(self, batch: ParsedBatch | list[IncomingMessage]) -> BatchResult:
         parsed = batch if isinstance(batch, ParsedBatch) else parse_batch(batch)
         records = parsed.records
-        now = time.monotonic()
-        if now - self._connection_checked_at >= 5.0:
-            # Drop a connection the database closed since the last check (a SELECT 1 with
-            # CONN_HEALTH_CHECKS). Not every batch: that round trip cost ~8 % of a busy loop. A
-            # connection lost in between fails one batch, and the retry reconnects.
-            close_old_connections()
-            self._connection_checked_at = now
+        self._check_connection()
         with transaction.atomic():  # so the guard can undo the batch's writes
             result = persist_batch(parsed)
             outcomes = self._check_reject_ratio(records, result)
@@ -360,6 +352,15 @@ class ConsumeLoop:
         if self.on_batch is not None:
             self.on_batch(result)
         return result
+
+    def _check_connection(self, *, force: bool = False) -> None:
+        """Drop a connection the database closed since the last check (a SELECT 1 with
+        CONN_HEALTH_CHECKS). Every 5 s, not every batch: that round trip cost ~8 % of a busy loop.
+        A connection lost in between fails one batch, and the retry (force) reconnects."""
+        now = time.monotonic()
+        if force or now - self._connection_checked_at >= 5.0:
+            close_old_connections()
+            self._connection_checked_at = now
 
     def _seed_reject_window(self) -> None:
         """Start the window from the last outcomes the database holds, oldest first."""

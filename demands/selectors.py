@@ -12,12 +12,13 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 
+from django.contrib.auth import get_user_model
 from django.core.cache import cache
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team
+from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, Rule, SavedView, Status, Team
 
 MAX_FILTER_CHARS = 200
 SORTS = ("newest", "oldest", "priority")
@@ -305,10 +306,6 @@ def rule_change_events(demand: Demand) -> list[DemandEvent]:
     changes = [c for c in demand.rule_changes or () if isinstance(c, dict) and c.get("field") in RULE_CHANGE_KINDS]
     if not changes:
         return []
-    from django.contrib.auth import get_user_model
-
-    from .models import Rule
-
     def ids(field: str) -> set[int]:
         return {int(v) for c in changes if c["field"] == field for v in (c.get("old"), c.get("new")) if str(v or "").isdigit()}
 
@@ -347,8 +344,6 @@ def demand_facets() -> dict[str, list[str]]:
 
 
 def staff_users():
-    from django.contrib.auth import get_user_model
-
     return get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username")
 
 
