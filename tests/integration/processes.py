@@ -105,19 +105,22 @@ class PostgresServer:
         return database
 
 
-class PrivatePostgres(PostgresServer):
-    """Our own PostgreSQL (services/postgres.sh with its own state dir and port), to stop at will."""
+class PrivateService:
+    """A service started and stopped by its services/ script with its own state dir: set
+    `script`, `script_timeout`, `state_dir` and `script_env()`."""
 
-    def __init__(self):
-        [self.port] = free_ports(1)
-        self.state_dir = Path(tempfile.mkdtemp(prefix="umsg-rel-pg-", dir="/var/tmp"))
-        super().__init__(f"postgres://umsg@127.0.0.1:{self.port}")
+    script: str
+    script_timeout: float
+    state_dir: Path
+
+    def script_env(self) -> dict:
+        raise NotImplementedError
 
     def _script(self, command: str) -> None:
-        env = {**os.environ, "UMSG_STATE_DIR": str(self.state_dir), "UMSG_PG_PORT": str(self.port)}
-        result = subprocess.run([str(SERVICES / "postgres.sh"), command], env=env, capture_output=True, text=True, timeout=120)
+        result = subprocess.run([str(SERVICES / self.script), command], env=self.script_env(), capture_output=True,
+                                text=True, timeout=self.script_timeout)
         if result.returncode != 0:
-            raise RuntimeError(f"postgres.sh {command} failed:\n{result.stdout}\n{result.stderr}")
+            raise RuntimeError(f"{self.script} {command} failed:\n{result.stdout}\n{result.stderr}")
 
     def start(self) -> None:
         self._script("start")
@@ -130,6 +133,20 @@ class PrivatePostgres(PostgresServer):
             self.stop()
         finally:
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+class PrivatePostgres(PrivateService, PostgresServer):
+    """Our own PostgreSQL (services/postgres.sh with its own state dir and port), to stop at will."""
+
+    def __init__(self):
+        [self.port] = free_ports(1)
+        self.state_dir = Path(tempfile.mkdtemp(prefix="umsg-rel-pg-", dir="/var/tmp"))
+        super().__init__(f"postgres://umsg@127.0.0.1:{self.port}")
+
+    script, script_timeout = "postgres.sh", 120
+
+    def script_env(self) -> dict:
+        return {**os.environ, "UMSG_STATE_DIR": str(self.state_dir), "UMSG_PG_PORT": str(self.port)}
 
 
 @dataclass
@@ -173,7 +190,7 @@ def child_env(extra: dict) -> dict:
 
 
 # -- Kafka ----------------------------------------------------------------------------------------
-class PrivateKafka:
+class PrivateKafka(PrivateService):
     """Our own single-node broker (services/kafka.sh with its own state dir and ports)."""
 
     def __init__(self):
@@ -181,26 +198,14 @@ class PrivateKafka:
         self.state_dir = Path(tempfile.mkdtemp(prefix="umsg-rel-kafka-", dir="/var/tmp"))
         self.bootstrap = f"127.0.0.1:{self.port}"
 
-    def _script(self, command: str) -> None:
+    script, script_timeout = "kafka.sh", 180
+
+    def script_env(self) -> dict:
         env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP_SERVERS"}
         env.update({"UMSG_STATE_DIR": str(self.state_dir), "KAFKA_PORT": str(self.port),
                     "KAFKA_CONTROLLER_PORT": str(self.controller_port), "UMSG_PYTHON": sys.executable,
                     "KAFKA_HEAP_OPTS": "-Xms128m -Xmx384m"})
-        result = subprocess.run([str(SERVICES / "kafka.sh"), command], env=env, capture_output=True, text=True, timeout=180)
-        if result.returncode != 0:
-            raise RuntimeError(f"kafka.sh {command} failed:\n{result.stdout}\n{result.stderr}")
-
-    def start(self) -> None:
-        self._script("start")
-
-    def stop(self) -> None:
-        self._script("stop")
-
-    def destroy(self) -> None:
-        try:
-            self.stop()
-        finally:
-            shutil.rmtree(self.state_dir, ignore_errors=True)
+        return env
 
 
 def create_topic(bootstrap: str, *, partitions: int) -> str:
