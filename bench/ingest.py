@@ -88,6 +88,9 @@ def parse_args(argv=None):
                         help="librdkafka property for ours/proto/two (KAFKA_CONFIG_…), e.g. queued.max.messages.kbytes=16384")
     parser.add_argument("--profile", nargs="?", const="ours,proto", default="",
                         help="also profile these contenders with py-spy on each --db (default: ours,proto)")
+    parser.add_argument("--profile-on-cpu", action="store_true",
+                        help="sample only threads on a CPU (no --idle): with the read-ahead thread, waits for the GIL "
+                             "otherwise show up as time in whatever frame a thread waits in")
     parser.add_argument("--topic", help="use this already loaded topic (≥ --messages demands) instead of a fresh one")
     parser.add_argument("--no-rules", action="store_true", help="do not seed the rules table")
     parser.add_argument("--phase-timeout", type=float, default=900, help="seconds before a contender is given up on")
@@ -160,7 +163,7 @@ def run_contender(phase: str, *, template, topic: str, run_tag: str, attempt: st
                 if profile_to is not None:
                     spy = subprocess.Popen(
                         [harness.tool("py-spy"), "record", "-p", str(children[0].pid), "-o", str(profile_to), "--format", "raw",
-                         "--rate", "200", "--idle", "--nonblocking"],
+                         "--rate", "200", *([] if args.profile_on_cpu else ["--idle"]), "--nonblocking"],
                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
             if stored >= target:
                 done_at = now
@@ -329,7 +332,7 @@ def print_table(summary: dict, ratio: dict, profiles: dict) -> None:
             print(f"{kind:9} {name:14} {v['median']:8.2f}  ({v['min']:.2f}–{v['max']:.2f}){target}")
     for name, prof in profiles.items():
         print(f"\nprofile of {name} ({prof['rate'] and round(prof['rate']):,} demands/s while sampled, "
-              f"py-spy --idle, {prof['file']}):")
+              f"py-spy {prof['sampling']}, {prof['file']}):")
         print(format_summary(prof["breakdown"], rate=prof["rate"]))
 
 
@@ -393,6 +396,7 @@ def main(argv=None) -> int:
                                     attempt="profiled", args=args, log_dir=log_dir, profile_to=path)
                 if path.exists():
                     profiles[f"{phase} on {kind}"] = {"file": str(path.relative_to(ROOT)), "rate": run.get("rate"),
+                                                      "sampling": "on-CPU only" if args.profile_on_cpu else "--idle",
                                                       "breakdown": summarize(path), "run": run}
         report["profiles"] = profiles
         report["summary"] = summarize_runs(report["runs"], kinds, wanted)
