@@ -48,6 +48,7 @@ PRIORITY_ALIASES = {
     "低": "low",
 }
 REQUIRED_FIELDS = ("id", "type", "content", "timestamp", "source")
+_REQUIRED_SET = frozenset(REQUIRED_FIELDS)
 # type and source become filter values and URL parameters: keep them to a sane alphabet.
 NAME_PATTERN = re.compile(r"^[\w.\-:/]+$")
 
@@ -115,8 +116,8 @@ def demand_from_dict(data: object) -> DemandMessage:
     """Validate an already-decoded JSON value (also used by the HTTP ingest endpoint)."""
     if not isinstance(data, dict):
         raise InvalidMessage(f"message must be a JSON object, got {_json_type(data)}")
-    missing = [name for name in REQUIRED_FIELDS if name not in data]
-    if missing:
+    if not data.keys() >= _REQUIRED_SET:
+        missing = [name for name in REQUIRED_FIELDS if name not in data]
         raise InvalidMessage("missing required field(s): " + ", ".join(missing))
 
     message_id = _required_string(data, "id", MAX_ID_CHARS)
@@ -132,8 +133,11 @@ def demand_from_dict(data: object) -> DemandMessage:
     _check_storable(content, "content")
     occurred_at = _timestamp(data["timestamp"])
 
-    extra = {key: value for key, value in data.items() if key not in REQUIRED_FIELDS}
-    _check_extra(extra)
+    if len(data) == len(REQUIRED_FIELDS):
+        extra = {}
+    else:
+        extra = {key: value for key, value in data.items() if key not in _REQUIRED_SET}
+        _check_extra(extra)
     priority = _priority(extra.pop("priority", None), extra)
     tags = _tags(extra.pop("tags", None), extra)
     return DemandMessage(
@@ -177,12 +181,24 @@ def _required_string(data: dict, name: str, limit: int) -> str:
     return value
 
 
+# Types and sources are few and repeat in every message: each valid one is checked once.
+_valid_names: set[str] = set()
+_MAX_VALID_NAMES = 10_000
+
+
 def _name(data: dict, name: str) -> str:
+    value = data[name]
+    if value.__class__ is str and value in _valid_names:
+        return value
     value = _required_string(data, name, MAX_NAME_CHARS)
     if not NAME_PATTERN.match(value):
         raise InvalidMessage(
             f"field '{name}' may contain only letters, digits and . _ - : / (got {value[:MAX_NAME_CHARS]!r})"
         )
+    if value == data[name]:  # as sent, nothing stripped: the same text is valid next time
+        if len(_valid_names) >= _MAX_VALID_NAMES:
+            _valid_names.clear()
+        _valid_names.add(value)
     return value
 
 
@@ -197,7 +213,41 @@ def _check_storable(value: str, name: str) -> None:
         raise InvalidMessage(f"field '{name}' contains an unpaired UTF-16 surrogate") from None
 
 
-def _check_extra(value: object, path: str = "", depth: int = 0) -> None:
+def _check_extra(value: object) -> None:
+    """Raise InvalidMessage if anything in the optional fields cannot be stored. The common case
+    (everything storable) is checked without building the path that a reason names."""
+    if not _storable_extra(value, 0):
+        _explain_extra(value)
+
+
+def _storable_extra(value: object, depth: int) -> bool:
+    if depth > MAX_NESTING:
+        return False
+    kind = value.__class__
+    if kind is str:
+        return "\x00" not in value and (value.isascii() or _encodes(value))
+    if kind is dict:
+        return all(
+            key.__class__ is str and "\x00" not in key and (key.isascii() or _encodes(key)) and _storable_extra(item, depth + 1)
+            for key, item in value.items()
+        )
+    if kind is list:
+        return all(_storable_extra(item, depth + 1) for item in value)
+    if kind is float:
+        return math.isfinite(value)
+    return kind is int or kind is bool or value is None
+
+
+def _encodes(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _explain_extra(value: object, path: str = "", depth: int = 0) -> None:
+    """The slow walk that names the field: only for optional fields that _storable_extra refused."""
     if depth > MAX_NESTING:
         raise InvalidMessage(f"field '{path.lstrip('.')}' is nested deeper than {MAX_NESTING} levels")
     if isinstance(value, str):
@@ -205,10 +255,10 @@ def _check_extra(value: object, path: str = "", depth: int = 0) -> None:
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_storable(key, f"{path}.{key}".lstrip("."))
-            _check_extra(item, f"{path}.{key}", depth + 1)
+            _explain_extra(item, f"{path}.{key}", depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            _check_extra(item, f"{path}[{index}]", depth + 1)
+            _explain_extra(item, f"{path}[{index}]", depth + 1)
     elif isinstance(value, float) and not math.isfinite(value):
         # json.loads accepts NaN and Infinity; jsonb does not.
         raise InvalidMessage(f"field '{path.lstrip('.')}' is not a finite number")
