@@ -15,6 +15,7 @@ list on SQLite. The conflict clause is the idempotence check; RETURNING says whi
 from __future__ import annotations
 
 import json
+import operator
 import weakref
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
@@ -109,8 +110,16 @@ def parse_record(raw: bytes | None) -> schema.DemandMessage:
         except orjson.JSONDecodeError:
             pass
         else:
-            if isinstance(data, dict) and not (len(data) > 5 and _has_number(data)):
-                return schema.demand_from_dict(data)
+            if data.__class__ is dict:
+                try:
+                    message = schema.demand_from_dict(data)
+                except schema.InvalidMessage:
+                    pass  # rare: the reference parser gives the reason
+                else:
+                    # Required fields are strings (a number there is refused either way), so
+                    # numbers in an accepted demand are in `extra`, priority and tags included.
+                    if not (message.extra and _has_number(message.extra)):
+                        return message
     return schema.parse_demand(raw)
 
 
@@ -278,8 +287,15 @@ def _default_columns() -> list[tuple[str, object]]:
     ]
 
 
+_static_values = operator.attrgetter(*STATIC_COLUMNS)  # one C call for the row's values
+_JSON_INDEXES = [index for index, name in enumerate(STATIC_COLUMNS) if name in JSON_COLUMNS]
+
+
 def _static_row(demand: NewDemand) -> tuple:
-    return tuple(_dumps(getattr(demand, name)) if name in JSON_COLUMNS else getattr(demand, name) for name in STATIC_COLUMNS)
+    row = list(_static_values(demand))
+    for index in _JSON_INDEXES:
+        row[index] = _dumps(row[index])
+    return tuple(row)
 
 
 def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
@@ -417,21 +433,29 @@ def _count_group_members(created: list[NewDemand], now: datetime) -> None:
         return
     table = DemandGroup._meta.db_table
     ids = sorted(per_group)  # one lock order for every consumer
-    values = ", ".join(["(%s, %s)"] * len(ids))
-    params = [value for group_id in ids for value in (group_id, per_group[group_id])]
-    cast = "::bigint" if connection.vendor == "postgresql" else ""
     adapt = connection.ops.adapt_datetimefield_value
+    # last_seen moves in steps of LAST_SEEN_STEP: between steps the indexed column keeps its value,
+    # so PostgreSQL rewrites a busy group's row in place (a HOT update) instead of adding an entry
+    # to each of its indexes every batch.
+    update = (
+        f"UPDATE {table} SET count = {table}.count + v.n, "
+        f"last_seen = CASE WHEN {table}.last_seen < %s THEN %s ELSE {table}.last_seen END "
+    )
     with connection.cursor() as cursor:
-        cursor.execute(
-            # last_seen moves in steps of LAST_SEEN_STEP: between steps the indexed column keeps its
-            # value, so PostgreSQL rewrites a busy group's row in place (a HOT update) instead of
-            # adding an entry to each of its indexes every batch.
-            f"UPDATE {table} SET count = {table}.count + v.n, "
-            f"last_seen = CASE WHEN {table}.last_seen < %s THEN %s ELSE {table}.last_seen END "
-            # VALUES columns are column1, column2 in both databases (SQLite has no column aliases here).
-            f"FROM (SELECT column1 AS id, column2 AS n FROM (VALUES {values}) AS t) AS v WHERE {table}.id = v.id{cast}",
-            [adapt(now - LAST_SEEN_STEP), adapt(now), *params],
-        )
+        if connection.vendor == "postgresql":
+            # Two array parameters: the statement's text is the same every batch, and binding
+            # stays two values however many groups the batch touched.
+            cursor.execute(
+                update + f"FROM unnest(%s::bigint[], %s::integer[]) AS v(id, n) WHERE {table}.id = v.id",
+                [adapt(now - LAST_SEEN_STEP), adapt(now), ids, [per_group[group_id] for group_id in ids]],
+            )
+        else:
+            values = ", ".join(["(%s, %s)"] * len(ids))
+            cursor.execute(
+                # VALUES columns are column1, column2 (SQLite has no column aliases here).
+                update + f"FROM (SELECT column1 AS id, column2 AS n FROM (VALUES {values}) AS t) AS v WHERE {table}.id = v.id",
+                [adapt(now - LAST_SEEN_STEP), adapt(now), *[value for group_id in ids for value in (group_id, per_group[group_id])]],
+            )
 
 
 def _notify_rule_assignments(created: list[NewDemand], changes: dict[int, list[RuleChange]], now: datetime) -> list[int]:
