@@ -124,6 +124,12 @@ def _record_from(message: Message) -> IncomingMessage:
     )
 
 
+def _parse_messages(messages: list[Message], rules: list) -> ParsedBatch:
+    """Kafka messages → a ParsedBatch (in the read-ahead worker: the messages are plain values by
+    now, detached from the consumer)."""
+    return parse_batch([_record_from(message) for message in messages], rules)
+
+
 class ConsumerFailed(RuntimeError):
     """Too many consecutive failures: the process should exit non-zero and be restarted."""
 
@@ -241,13 +247,13 @@ class ConsumeLoop:
             while not self.stopping:
                 heartbeat.beat()
                 if ahead is None:  # nothing read ahead: wait for records, parse them here (no hand-off)
-                    records = self._read(wait=True)
-                    if not records:
+                    messages = self._read(wait=True)
+                    if not messages:
                         continue
-                    ahead = (records, None)
+                    ahead = (messages, None)
                 batch = self._parsed(*ahead)
-                records = self._read(wait=False)
-                ahead = (records, parser.submit(parse_batch, records, current_rules())) if records else None
+                messages = self._read(wait=False)
+                ahead = (messages, parser.submit(_parse_messages, messages, current_rules())) if messages else None
                 result = self._handle_with_retries(batch)
                 if result is None:
                     break  # stop requested while retrying: nothing committed, Kafka re-delivers
@@ -269,16 +275,16 @@ class ConsumeLoop:
             self._close()
 
     @staticmethod
-    def _parsed(records: list[IncomingMessage], parsing: Future | None) -> ParsedBatch | list[IncomingMessage]:
-        """The records parsed (by the worker when `parsing` is its job, else here). If parsing
-        fails, the records themselves: they are parsed again under the retries, which report it."""
+    def _parsed(messages: list[Message], parsing: Future | None) -> ParsedBatch | list[IncomingMessage]:
+        """The messages parsed (by the worker when `parsing` is its job, else here). If parsing
+        fails, the bare records: they are parsed again under the retries, which report it."""
         try:
-            return parsing.result() if parsing is not None else parse_batch(records, current_rules())
+            return parsing.result() if parsing is not None else _parse_messages(messages, current_rules())
         except Exception:
-            return records
+            return [_record_from(message) for message in messages]
 
-    def _read(self, *, wait: bool) -> list[IncomingMessage]:
-        """Records for a batch. wait=True: up to `idle_timeout` for a first record, then what else
+    def _read(self, *, wait: bool) -> list[Message]:
+        """Messages for a batch. wait=True: up to `idle_timeout` for a first record, then what else
         has arrived, waiting at most `batch_timeout` for more — so a lone record is stored at once,
         and a backlog still comes in full batches. wait=False: only what has arrived already."""
         if wait:
@@ -287,7 +293,7 @@ class ConsumeLoop:
                 messages += self._consumer.consume(self.batch_size - 1, self.batch_timeout)
         else:
             messages = self._consumer.consume(self.batch_size, 0)
-        return [_record_from(m) for m in self._valid(messages)]
+        return self._valid(messages)
 
     def _valid(self, messages: list[Message]) -> list[Message]:
         valid = []
