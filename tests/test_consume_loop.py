@@ -60,8 +60,9 @@ class FakeConsumer:
         self.config = {}
         self.confirm_async = True
 
-    def subscribe(self, topics):
+    def subscribe(self, topics, **callbacks):
         self.events.append(("subscribe", tuple(topics)))
+        self.callbacks = callbacks
 
     def consume(self, num_messages, timeout):
         """Each given batch is what arrives at one moment: the loop's waiting read takes its first
@@ -333,3 +334,28 @@ def test_a_retried_batch_is_stored_with_its_rule_changes_once(monkeypatch):
                                     "old": "normal", "new": "urgent"}]
     assert not DemandEvent.objects.exists()
     assert holder["consumer"].commits == [{("demand-topic", 0): 1}]
+
+
+def test_a_revoked_partition_gets_its_stored_offsets_committed_at_once_and_rebalances_are_logged(caplog):
+    """On a rebalance the next owner starts from the last committed offset: what this consumer
+    stored is committed synchronously before the partitions go (an asynchronous commit still in
+    flight would fail with the old generation, and the next owner would read those records again)."""
+    from confluent_kafka import TopicPartition
+
+    loop, holder, _, _ = make_loop([[record(REFERENCE, offset=10, partition=0)]], confirm_async=False)
+    caplog.set_level("INFO", logger="demands.kafka")
+    loop.run()
+    consumer = holder["consumer"]
+    consumer.callbacks["on_assign"](consumer, [TopicPartition("demand-topic", 0), TopicPartition("demand-topic", 1)])
+    assert loop._owned == {("demand-topic", 0), ("demand-topic", 1)}
+    assert consumer.modes == ["async", "sync"]  # the batch's commit, then the one on close
+    loop._uncommitted = {("demand-topic", 0): 11}  # as if a batch had just been stored, its commit in flight
+    consumer.callbacks["on_revoke"](consumer, [TopicPartition("demand-topic", 0)])
+    assert consumer.commits[-1] == {("demand-topic", 0): 11} and consumer.modes[-1] == "sync"
+    assert loop._owned == {("demand-topic", 1)}
+    consumer.callbacks["on_lost"](consumer, [TopicPartition("demand-topic", 1)])
+    assert loop._owned == set()
+    messages = [r.getMessage() for r in caplog.records]
+    assert "partitions assigned: demand-topic[0,1]; consuming demand-topic[0,1]" in messages
+    assert "partitions revoked: demand-topic[0]; consuming demand-topic[1]" in messages
+    assert any(m.startswith("partitions lost") and m.endswith("consuming nothing") for m in messages)
