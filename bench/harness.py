@@ -8,6 +8,7 @@ Only databases and files named by this module are created or dropped (`umsg_benc
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -112,6 +113,31 @@ class PostgresDatabase(BenchDatabase):
     def size_bytes(self) -> int:
         return self._conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
+    def received_at_by_partition(self) -> list[tuple[datetime, int]]:
+        return self._conn.execute("SELECT received_at, kafka_partition FROM demands_demand").fetchall()
+
+    def settle(self) -> dict:
+        """A CHECKPOINT before a contender starts, so none inherits another's dirty pages or gets a
+        WAL-triggered checkpoint in the middle of its run (max_wal_size is 1 GB and a run writes a
+        few hundred MB). Returns where WAL and the checkpoint counters stand, for `since`."""
+        try:
+            self._conn.execute("CHECKPOINT")
+        except psycopg.Error as exc:  # a role without pg_checkpoint: run anyway, and say so
+            print(f"warning: CHECKPOINT refused ({exc}); runs may differ by when checkpoints fall", flush=True)
+        return self._wal_state()
+
+    def since(self, before: dict) -> dict:
+        """WAL written and checkpoints started since `settle()`."""
+        after = self._wal_state()
+        return {"wal_mb": round((after["lsn"] - before["lsn"]) / 2**20, 1),
+                "checkpoints_during_run": after["checkpoints"] - before["checkpoints"]}
+
+    def _wal_state(self) -> dict:
+        lsn, checkpoints = self._conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, checkpoints_req + checkpoints_timed "
+            "FROM pg_stat_bgwriter").fetchone()
+        return {"lsn": lsn, "checkpoints": checkpoints}
+
     def drop(self) -> None:
         self._conn.close()
         self.template._execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
@@ -161,6 +187,49 @@ class SqliteDatabase(BenchDatabase):
         self._conn.close()
         for suffix in ("", "-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+
+
+_REBALANCE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d{3}) .*partitions (?:assigned|revoked|lost)\b.*consuming (.*)$")
+
+
+def ownership(log_path: Path) -> list[tuple[datetime, set[int]]]:
+    """(when, partitions held after it) for each rebalance a consumer logged (demands.kafka's
+    'partitions assigned: …; consuming topic[0,1,2]' lines; the floor prints the same)."""
+    events = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        match = _REBALANCE.match(line)
+        if match:
+            when = datetime.strptime(match[1].replace(".", ","), "%Y-%m-%d %H:%M:%S,%f").astimezone()  # local time
+            held = {int(n) for part in re.findall(r"\[([\d,]*)\]", match[2]) for n in part.split(",") if n}
+            events.append((when, held))
+    return events
+
+
+def all_consuming(logs: list[Path], rows: list[tuple[datetime, int]], *, min_seconds: float = 2.0) -> dict:
+    """Rows/s while every process of a multi-process run held its final partitions.
+
+    With the broker's group.initial.rebalance.delay.ms at 0 (services/kafka.sh), the first consumer
+    to join gets every partition and works alone until the second one's join is rebalanced in,
+    several seconds later; the second then works alone at the end. On a 15-second run that decides
+    the overall rate more than the processes do. This window starts at the last rebalance and ends
+    when the first process has drained its partitions. `rows` are (received_at, partition)."""
+    histories = [ownership(path) for path in logs]
+    for history in histories:  # closing revokes everything: that is the end, not a rebalance
+        while history and not history[-1][1]:
+            history.pop()
+    if not rows or any(not history for history in histories) or any(not history[-1][1] for history in histories):
+        return {"rate_all_consuming": None}
+    start = max(when for history in histories for when, _ in history)
+    ends = []
+    for history in histories:
+        mine = [at for at, partition in rows if partition in history[-1][1]]
+        ends.append(max(mine) if mine else start)
+    end = min(ends)
+    seconds = (end - start).total_seconds()
+    if seconds < min_seconds:
+        return {"rate_all_consuming": None, "all_consuming_seconds": round(seconds, 2)}
+    stored = sum(1 for at, _ in rows if start <= at <= end)
+    return {"rate_all_consuming": round(stored / seconds, 1), "all_consuming_seconds": round(seconds, 2)}
 
 
 def throughput(stamps: list[datetime]) -> dict:
