@@ -96,7 +96,10 @@ def demand_list(request: HttpRequest) -> JsonResponse:
     if before is not None and not before.replace(":", "").isdigit():
         return _error("before must be the cursor from a previous page's next link", 400)
     page = selectors.demand_page(filters=filters, before=before, limit=limit)
-    count, exact = selectors.demand_count(filters=filters)
+    if before is None and not page.next_cursor:
+        count, exact = len(page.items), True  # the whole result is this page: no count query (a rare search)
+    else:
+        count, exact = selectors.demand_count(filters=filters)
     next_url = None
     if page.next_cursor:
         next_url = request.build_absolute_uri("?" + filters.query_string(before=page.next_cursor, limit=limit))

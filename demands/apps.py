@@ -6,7 +6,13 @@ class DemandsConfig(AppConfig):
     verbose_name = "Demands"
 
     def ready(self):
+        from django.db.models import CharField, TextField
         from django.db.models.signals import post_delete, post_save
+
+        from .lookups import SearchContains
+
+        TextField.register_lookup(SearchContains)
+        CharField.register_lookup(SearchContains)
 
         from .models import Rule
         from .rules import RuleBook

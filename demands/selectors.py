@@ -145,8 +145,10 @@ class DemandFilters:
         if self.date_to:
             queryset = queryset.filter(received_at__lt=self._day_start(self.date_to) + timedelta(days=1))
         if self.search:
-            # On PostgreSQL a pg_trgm GIN index serves this ILIKE, Chinese included (see migration 0003).
-            queryset = queryset.filter(Q(content__icontains=self.search) | Q(message_id=self.search))
+            # On PostgreSQL a pg_trgm GIN index serves this ILIKE (see lookups.py, migration 0003)
+            # for searches of three characters or more, Chinese included; shorter ones have no
+            # trigram, so they are matched row by row, newest first, until a page is full.
+            queryset = queryset.filter(Q(content__search_contains=self.search) | Q(message_id=self.search))
         return queryset
 
     # -- broadcast rows -------------------------------------------------------------------------
