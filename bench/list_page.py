@@ -49,9 +49,13 @@ QUERIES = [
     ("list page 3 (cursor)", None),  # filled in with a real cursor
     ("list search 支付", "/demands/?search=支付"),
     ("list search timeout", "/demands/?search=timeout"),
+    # Words no generated row contains: no page fills early, so only an index keeps these short.
+    ("list search rare", "/demands/?search=no-such-text"),
+    ("list search rare 中文", "/demands/?search=没有这个内容"),
     ("api newest", "/api/demands/"),
     ("api status=new", "/api/demands/?status=new"),
     ("api search 报表", "/api/demands/?search=报表"),
+    ("api search rare", "/api/demands/?search=no-such-text"),
 ]
 
 
