@@ -6,13 +6,12 @@ class DemandsConfig(AppConfig):
     verbose_name = "Demands"
 
     def ready(self):
-        from django.db.models import CharField, TextField
+        from django.db.models import TextField
         from django.db.models.signals import post_delete, post_save
 
         from .lookups import SearchContains
 
-        TextField.register_lookup(SearchContains)
-        CharField.register_lookup(SearchContains)
+        TextField.register_lookup(SearchContains)  # Demand.content: selectors.DemandFilters.apply
 
         from .models import Rule
         from .rules import RuleBook

@@ -425,7 +425,8 @@ def _assign_groups(demands: list[NewDemand], fingerprints: dict[int, str], now: 
 
 
 def _count_group_members(created: list[NewDemand], now: datetime) -> None:
-    """Add each group's new members in one UPDATE … FROM (VALUES …) (PostgreSQL, SQLite ≥ 3.33)."""
+    """Add each group's new members in one UPDATE: FROM unnest(ids, counts) on PostgreSQL, FROM
+    (VALUES …) on SQLite (≥ 3.33)."""
     per_group: dict[int, int] = defaultdict(int)
     for demand in created:
         per_group[demand.group_id] += 1

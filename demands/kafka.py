@@ -130,11 +130,12 @@ def _parse_messages(messages: list[Message], rules: list) -> ParsedBatch:
     return parse_batch([_record_from(message) for message in messages], rules)
 
 
-def _partition_list(partitions: Iterable[TopicPartition]) -> str:
-    """topic[0,1,2] other[5]: what the rebalance log lines name (the benchmark reads them too)."""
+def _partition_list(partitions: Iterable[tuple[str, int]]) -> str:
+    """topic[0,1,2] other[5] for (topic, partition) pairs: what the rebalance log lines name (the
+    benchmark reads them too)."""
     by_topic: dict[str, list[int]] = {}
-    for partition in partitions:
-        by_topic.setdefault(partition.topic, []).append(partition.partition)
+    for topic, partition in partitions:
+        by_topic.setdefault(topic, []).append(partition)
     return " ".join(f"{topic}[{','.join(map(str, sorted(numbers)))}]" for topic, numbers in sorted(by_topic.items()))
 
 
@@ -254,7 +255,7 @@ class ConsumeLoop:
         # waits for the GIL up to the switch interval (5 ms by default), which ate most of the
         # overlap. 0.5 ms lets the loop get on with the batch after each round trip.
         sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
-        ahead: tuple[list[IncomingMessage], Future | None] | None = None
+        ahead: tuple[list[Message], Future | None] | None = None  # read ahead, and its parsing job
         try:
             while not self.stopping:
                 heartbeat.beat()
@@ -469,8 +470,9 @@ class ConsumeLoop:
     def _on_assign(self, _consumer, partitions: list[TopicPartition]) -> None:
         if not partitions:  # a cooperative rebalance that moved nothing here
             return
-        self._owned.update((p.topic, p.partition) for p in partitions)
-        logger.info("partitions assigned: %s; consuming %s", _partition_list(partitions), self._owned_text())
+        pairs = [(p.topic, p.partition) for p in partitions]
+        self._owned.update(pairs)
+        logger.info("partitions assigned: %s; consuming %s", _partition_list(pairs), self._owned_text())
 
     def _on_revoke(self, _consumer, partitions: list[TopicPartition]) -> None:
         # Commit what is stored now, so the next owner does not read it again (the asynchronous
@@ -478,16 +480,18 @@ class ConsumeLoop:
         if not partitions:
             return
         self._commit_pending_sync()
-        self._owned.difference_update((p.topic, p.partition) for p in partitions)
-        logger.info("partitions revoked: %s; consuming %s", _partition_list(partitions), self._owned_text())
+        pairs = [(p.topic, p.partition) for p in partitions]
+        self._owned.difference_update(pairs)
+        logger.info("partitions revoked: %s; consuming %s", _partition_list(pairs), self._owned_text())
 
     def _on_lost(self, _consumer, partitions: list[TopicPartition]) -> None:
-        self._owned.difference_update((p.topic, p.partition) for p in partitions)
+        pairs = [(p.topic, p.partition) for p in partitions]
+        self._owned.difference_update(pairs)
         logger.warning("partitions lost (session timed out?): %s; their records since the last commit will be "
-                       "read again by their next owner; consuming %s", _partition_list(partitions), self._owned_text())
+                       "read again by their next owner; consuming %s", _partition_list(pairs), self._owned_text())
 
     def _owned_text(self) -> str:
-        return _partition_list([TopicPartition(topic, partition) for topic, partition in sorted(self._owned)]) or "nothing"
+        return _partition_list(self._owned) or "nothing"
 
     def _on_commit(self, error, partitions) -> None:
         """librdkafka's report of an asynchronous commit (called from consume())."""
