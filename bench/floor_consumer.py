@@ -138,7 +138,7 @@ def main() -> int:
     held: set[int] = set()
 
     def rebalanced(verb: str, partitions, *, add: bool) -> None:
-        # The line demands.kafka logs, so the benchmark finds when every process held its partitions.
+        # The line demands.pipeline.loop logs, so the benchmark finds when every process held its partitions.
         if not partitions:
             return
         (held.update if add else held.difference_update)(p.partition for p in partitions)

@@ -193,7 +193,7 @@ _REBALANCE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d{3}) .*partition
 
 
 def ownership(log_path: Path) -> list[tuple[datetime, set[int]]]:
-    """(when, partitions held after it) for each rebalance a consumer logged (demands.kafka's
+    """(when, partitions held after it) for each rebalance a consumer logged (demands.pipeline.loop's
     'partitions assigned: …; consuming topic[0,1,2]' lines; the floor prints the same)."""
     events = []
     for line in log_path.read_text(errors="replace").splitlines():

@@ -27,7 +27,8 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from demands import schema
-from demands.ingest import IncomingMessage, _key_text
+from demands.pipeline.parse import IncomingMessage
+from demands.pipeline.persist import _key_text
 from demands.models import Demand, Priority, RejectedMessage
 
 try:

@@ -1,7 +1,7 @@
 """`consume_demands` with the prototype persist path swapped in (bench/prototype_persist.py).
 
 The same ConsumeLoop, settings, batching, commits and signal handling as the command; only
-`demands.kafka.persist_batch` is replaced (`--persist ours` keeps it, to measure other variants
+`demands.loop_module.persist_batch` is replaced (`--persist ours` keeps it, to measure other variants
 alone). With broadcast on, the newest created rows are read back (one query) because
 `live.broadcast_demands_created` renders Demand instances. `--async-commit` commits offsets
 without waiting for the broker's answer (a variant to measure, with a synchronous commit at close).
@@ -34,8 +34,8 @@ def main() -> int:
     from django.conf import settings
 
     from bench.prototype_persist import persist_batch_fast
-    from demands import kafka
-    from demands.ingest import BatchResult
+    from demands.pipeline import loop as loop_module
+    from demands.pipeline.persist import BatchResult
     from demands.models import Demand
 
     broadcast = not args.no_broadcast
@@ -48,7 +48,7 @@ def main() -> int:
         return BatchResult(created=created, rejected=fast.rejected, duplicates=fast.duplicates)
 
     if args.persist == "fast":
-        kafka.persist_batch = persist
+        loop_module.persist_batch = persist
     if args.async_commit:
         from confluent_kafka import TopicPartition
 
@@ -61,7 +61,7 @@ def main() -> int:
             last.update(offsets)
             self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
 
-        original_close = kafka.ConsumeLoop._close
+        original_close = loop_module.ConsumeLoop._close
 
         def close_with_final_commit(self):
             if self._consumer is not None and last:
@@ -71,9 +71,9 @@ def main() -> int:
                     pass
             original_close(self)
 
-        kafka.ConsumeLoop._commit = commit_async
-        kafka.ConsumeLoop._close = close_with_final_commit
-    loop = kafka.ConsumeLoop(
+        loop_module.ConsumeLoop._commit = commit_async
+        loop_module.ConsumeLoop._close = close_with_final_commit
+    loop = loop_module.ConsumeLoop(
         topics=[t for t in args.topics.split(",") if t], group=args.group,
         batch_size=args.batch_size, batch_timeout=args.batch_time, broadcast=broadcast,
     )

@@ -7,9 +7,9 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import rules as rules_module
 from . import services
-from .ingest_admin import discard_selected, replay_selected  # also registers SourceApiKey
+from .pipeline import rules as rules_module
+from .intake import admin as _intake_admin  # noqa: F401  (API keys and rejected messages)
 from .login_throttle import ThrottledAdminAuthenticationForm
 from .models import (
     Demand,
@@ -17,7 +17,6 @@ from .models import (
     DemandGroup,
     Notification,
     Priority,
-    RejectedMessage,
     Rule,
     SavedView,
     Status,
@@ -219,18 +218,6 @@ class NotificationAdmin(admin.ModelAdmin):
 @admin.register(UserPreference)
 class UserPreferenceAdmin(admin.ModelAdmin):
     list_display = ("user", "language", "time_zone")
-
-
-@admin.register(RejectedMessage)
-class RejectedMessageAdmin(admin.ModelAdmin):
-    list_display = ("id", "topic", "partition", "offset", "reason", "received_at", "status", "handled_by")
-    list_filter = ("status",)
-    search_fields = ("reason",)
-    readonly_fields = ("topic", "partition", "offset", "kafka_timestamp", "key", "payload_text", "reason", "received_at",
-                       "status", "handled_by", "handled_at", "replay_payload", "replay_topic", "replay_partition", "replay_offset")
-    exclude = ("payload",)
-    actions = [replay_selected, discard_selected]
-    show_full_result_count = False
 
 
 from .monitoring import admin as _monitoring_admin  # noqa: E402,F401  (monitoring and alerting, issue 4)

@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import selectors, services
 from .models import Demand, Team
-from .views import api_staff_required
+from .access import api_staff_required
 
 API_MAX_LIMIT = 500
 

@@ -14,12 +14,12 @@ class DemandsConfig(AppConfig):
         TextField.register_lookup(SearchContains)  # Demand.content: selectors.DemandFilters.apply
 
         from .models import Rule
-        from .rules import RuleBook
+        from .pipeline.rules import RuleBook
 
         post_save.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-save")
         post_delete.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-delete")
 
-        from .ingest import known_groups
+        from .pipeline.grouping import known_groups
         from .models import DemandGroup
 
         post_delete.connect(known_groups.forget, sender=DemandGroup, dispatch_uid="known-groups-forget")

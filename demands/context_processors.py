@@ -1,8 +1,16 @@
+from . import access
+
+
 def notifications(request):
-    """The unread count shown in the top bar (one indexed COUNT over this user's unread rows)."""
+    """For the top bar: the unread count (one indexed COUNT over this user's unread rows) and what
+    the user may do (`access`)."""
     user = getattr(request, "user", None)
-    if user is None or not user.is_authenticated or not user.is_staff:
+    if not access.is_staff(user):
         return {}
     from .selectors import notifications_unread_count
 
-    return {"unread_notifications": notifications_unread_count(user=user)}
+    return {
+        "unread_notifications": notifications_unread_count(user=user),
+        "is_dashboard_staff": True,
+        "can_triage": access.can_triage(user),
+    }

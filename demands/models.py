@@ -268,55 +268,7 @@ class UserPreference(models.Model):
         return f"{self.user}: {self.language or '-'} {self.time_zone or '-'}"
 
 
-class RejectedMessage(models.Model):
-    """A message that could not become a demand: kept with the reason, never dropped."""
-
-    class Status(models.TextChoices):
-        OPEN = "open", _("Open")
-        REPLAYED = "replayed", _("Replayed")
-        DISCARDED = "discarded", _("Discarded")
-
-    topic = models.CharField(_("topic"), max_length=249)
-    partition = models.IntegerField(_("partition"), null=True, blank=True)
-    offset = models.BigIntegerField(_("offset"), null=True, blank=True)
-    kafka_timestamp = models.DateTimeField(_("Kafka timestamp"), null=True, blank=True)
-    key = models.TextField(_("key"), blank=True)
-    payload = models.BinaryField(_("payload"), blank=True)
-    reason = models.TextField(_("reason"))
-    received_at = models.DateTimeField(_("received at"), default=timezone.now)
-    # The dead-letter work queue (see dlq.py): who handled it, how, and where a replay went.
-    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
-    handled_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("handled by")
-    )
-    handled_at = models.DateTimeField(_("handled at"), null=True, blank=True)
-    note = models.TextField(_("note"), blank=True)
-    replay_payload = models.TextField(_("replayed payload"), blank=True)
-    replay_topic = models.CharField(_("replayed to topic"), max_length=249, blank=True)
-    replay_partition = models.IntegerField(_("replayed to partition"), null=True, blank=True)
-    replay_offset = models.BigIntegerField(_("replayed to offset"), null=True, blank=True)
-
-    class Meta:
-        ordering = ["-id"]
-        indexes = [models.Index(fields=["status", "-id"], name="rejected_status_id")]
-        constraints = [
-            # A redelivered bad message is recorded once.
-            models.UniqueConstraint(
-                fields=["topic", "partition", "offset"],
-                condition=models.Q(offset__isnull=False),
-                name="rejected_unique_kafka_position",
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"
-
-    @property
-    def payload_text(self) -> str:
-        """The payload for display: undecodable bytes shown as U+FFFD, never raised on."""
-        return bytes(self.payload or b"").decode("utf-8", errors="replace")
-
-
 # Monitoring and alerting models (issue 4) live in their own module; imported here so they belong to this app.
 from .monitoring.models import *  # noqa: E402,F401,F403
-from .ingest_models import *  # noqa: E402,F401,F403  (HTTP ingest: SourceApiKey)
+# Sources without Kafka clients and the dead-letter queue: SourceApiKey, RejectedMessage.
+from .intake.models import *  # noqa: E402,F401,F403

@@ -18,7 +18,8 @@ from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, Rule, SavedView, Status, Team
+from . import history
+from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team
 
 MAX_FILTER_CHARS = 200
 SORTS = ("newest", "oldest", "priority")
@@ -294,43 +295,9 @@ def demand_get(*, pk: int) -> Demand:
     return Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
 
 
-RULE_CHANGE_KINDS = {"priority": DemandEvent.Kind.PRIORITY, "tags": DemandEvent.Kind.TAGS, "category": DemandEvent.Kind.CATEGORY,
-                     "assignee": DemandEvent.Kind.ASSIGNMENT, "team": DemandEvent.Kind.TEAM}
-
-
 def demand_history(*, demand: Demand) -> list[DemandEvent]:
-    """Everything that happened to the demand, oldest first: what rules changed when it was
-    stored (kept on its row, shown as unsaved entries without an id), then its DemandEvent rows."""
-    return rule_change_events(demand) + list(demand.events.select_related("actor", "rule").order_by("id"))
-
-
-def rule_change_events(demand: Demand) -> list[DemandEvent]:
-    changes = [c for c in demand.rule_changes or () if isinstance(c, dict) and c.get("field") in RULE_CHANGE_KINDS]
-    if not changes:
-        return []
-    def ids(field: str) -> set[int]:
-        return {int(v) for c in changes if c["field"] == field for v in (c.get("old"), c.get("new")) if str(v or "").isdigit()}
-
-    users, teams = get_user_model().objects.in_bulk(ids("assignee")), Team.objects.in_bulk(ids("team"))
-    rules = Rule.objects.in_bulk({c["rule_id"] for c in changes if isinstance(c.get("rule_id"), int)})
-
-    def shown(field: str, value) -> str:
-        value = str(value or "")
-        if field == "assignee" and value.isdigit() and int(value) in users:
-            user = users[int(value)]
-            return user.get_full_name() or user.get_username()
-        if field == "team" and value.isdigit() and int(value) in teams:
-            return teams[int(value)].name
-        return value
-
-    return [
-        DemandEvent(
-            demand=demand, kind=RULE_CHANGE_KINDS[c["field"]], rule=rules.get(c.get("rule_id")), actor=None,
-            old_value=shown(c["field"], c.get("old"))[:200], new_value=shown(c["field"], c.get("new"))[:200],
-            created_at=demand.received_at,
-        )
-        for c in changes
-    ]
+    """Everything that happened to the demand, oldest first (see `history.entries`)."""
+    return history.entries(demand)
 
 
 def demand_facets() -> dict[str, list[str]]:

@@ -15,7 +15,8 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import live
+from . import history, live, notifications
+from .access import can_triage
 from .models import (
     CLOSED_STATUSES,
     TRANSITIONS,
@@ -43,14 +44,6 @@ class ConflictError(TriageError):
     """The demand changed since the user loaded it."""
 
 
-def can_triage(user) -> bool:
-    return bool(
-        user is not None
-        and user.is_authenticated
-        and user.is_active
-        and user.is_staff
-        and (user.is_superuser or user.has_perm("demands.triage_demand"))
-    )
 
 
 def _check_actor(actor) -> None:
@@ -59,10 +52,7 @@ def _check_actor(actor) -> None:
         raise PermissionDenied(_("You can look at demands but not change them."))
 
 
-def _display_name(user) -> str:
-    if user is None:
-        return ""
-    return user.get_full_name() or user.get_username()
+_display_name = notifications.display_name
 
 
 def _locked(demand: Demand, expected_version: int | None) -> Demand:
@@ -92,10 +82,7 @@ def _after_commit(demand: Demand, events: list[DemandEvent], notified: list[Noti
     transaction.on_commit(lambda: live.broadcast_demand_changed(pk, event_ids=event_ids, notification_ids=notification_ids))
 
 
-def _record(demand: Demand, kind: str, actor, old: str, new: str, *, body: str = "", rule=None) -> DemandEvent:
-    return DemandEvent.objects.create(
-        demand=demand, kind=kind, actor=actor, rule=rule, old_value=str(old)[:200], new_value=str(new)[:200], body=body
-    )
+_record = history.record
 
 
 @transaction.atomic
@@ -157,7 +144,7 @@ def demand_assign(
     if assignee is not None and not (assignee.is_active and assignee.is_staff):
         raise TriageError(_("Demands can only be assigned to active staff members."))
     demand = _locked(demand, expected_version)
-    events, notified = [], []
+    events = []
     now = timezone.now()
     fields: list[str] = []
     if demand.assignee_id != (assignee.pk if assignee else None):
@@ -165,19 +152,20 @@ def demand_assign(
         demand.assignee = assignee
         fields.append("assignee")
         events.append(_record(demand, DemandEvent.Kind.ASSIGNMENT, actor, old, _display_name(assignee)))
-        if assignee is not None and assignee != actor:
-            notified.append(_notify(assignee, demand, actor, _("assigned demand #%(pk)s to you") % {"pk": demand.pk}))
+        tell_assignee = assignee
+    else:
+        tell_assignee = None
+    tell_team = None
     if demand.team_id != (team.pk if team else None):
         old = demand.team.name if demand.team else ""
         demand.team = team
         fields.append("team")
         events.append(_record(demand, DemandEvent.Kind.TEAM, actor, old, team.name if team else ""))
-        if team is not None:
-            for member in team.members.filter(is_active=True).exclude(pk=getattr(actor, "pk", None)):
-                if assignee is None or member.pk != assignee.pk:
-                    notified.append(
-                        _notify(member, demand, actor, _("assigned demand #%(pk)s to your team %(team)s") % {"pk": demand.pk, "team": team.name})
-                    )
+        tell_team = team
+    notified = _save_notifications(notifications.for_assignment(
+        demand=demand, who=notifications.actor_label(actor=actor), assignee_id=getattr(tell_assignee, "pk", None),
+        team=tell_team, actor_id=getattr(actor, "pk", None),
+    ))
     if not fields:
         return demand
     demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
@@ -185,9 +173,8 @@ def demand_assign(
     return demand
 
 
-def _notify(user, demand: Demand, actor, what: str) -> Notification:
-    who = _display_name(actor) if actor else _("A rule")
-    return Notification.objects.create(user=user, demand=demand, text=f"{who} {what}: {demand.content[:120]}")
+def _save_notifications(rows: list[Notification]) -> list[Notification]:
+    return Notification.objects.bulk_create(rows) if rows else []
 
 
 @transaction.atomic
@@ -202,7 +189,10 @@ def demand_comment(*, demand: Demand, body: str, actor) -> DemandEvent:
     event = _record(demand, DemandEvent.Kind.COMMENT, actor, "", "", body=body)
     notified = []
     if demand.assignee_id and demand.assignee_id != getattr(actor, "pk", None):
-        notified.append(_notify(demand.assignee, demand, actor, _("commented on demand #%(pk)s") % {"pk": demand.pk}))
+        notified = _save_notifications([notifications.build(
+            user_id=demand.assignee_id, demand=demand, who=notifications.actor_label(actor=actor),
+            what=notifications.commented(demand.pk),
+        )])
     fields = ["updated_at"]
     demand.updated_at = timezone.now()
     if demand.first_action_at is None:

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import api, ingest_views, views
+from . import api, views
 
 app_name = "demands"
 
@@ -19,17 +19,11 @@ urlpatterns = [
     path("groups/", views.group_list, name="groups"),
     path("notifications/", views.notification_list, name="notifications"),
     path("notifications/read/", views.notification_read, name="notifications-read"),
-    path("rejected/", ingest_views.rejected_list, name="rejected"),
     path("preferences/", views.preferences, name="preferences"),
     path("api/demands/", api.demand_list, name="api-list"),
     path("api/demands/<int:pk>/", api.demand_detail, name="api-detail"),
     path("api/demands/<int:pk>/history/", api.demand_history, name="api-history"),
     path("api/demands/<int:pk>/comments/", api.demand_comment, name="api-comment"),
     path("", include("demands.monitoring.urls")),  # monitoring: /monitoring/…, /metrics, /healthz, /readyz
-    # HTTP ingest and the dead-letter work queue (issue 5).
-    path("api/ingest/", ingest_views.api_ingest, name="api-ingest"),
-    path("api/ingest", ingest_views.api_ingest),  # no redirect: a redirected POST loses its body
-    path("rejected/<int:pk>/", ingest_views.rejected_detail, name="rejected-detail"),
-    path("rejected/<int:pk>/replay/", ingest_views.rejected_replay, name="rejected-replay"),
-    path("rejected/<int:pk>/discard/", ingest_views.rejected_discard, name="rejected-discard"),
+    path("", include("demands.intake.urls")),  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)
 ]

@@ -5,17 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import zoneinfo
-from functools import wraps
 from urllib.parse import urlencode
 
-from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
-from django.contrib.auth.forms import AuthenticationForm
-from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, QueryDict, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -25,55 +21,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
-from .login_throttle import ThrottledLoginMixin
+from .access import staff_required
 from .models import TRANSITIONS, Demand, Notification, Priority, SavedView, Status, Team, UserPreference
 
-
-
-class StaffAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
-    """Only staff may sign in: the dashboard holds other people's feedback and system internals.
-    Repeated failures for one username from one address are throttled (demands.login_throttle)."""
-
-    error_messages = {
-        **AuthenticationForm.error_messages,
-        "not_staff": _("This account has no access to the dashboard. Ask an administrator for staff access."),
-    }
-
-    def confirm_login_allowed(self, user):
-        super().confirm_login_allowed(user)
-        if not user.is_staff:
-            raise forms.ValidationError(self.error_messages["not_staff"], code="not_staff")
-
-
-def _is_staff(request: HttpRequest) -> bool:
-    user = request.user
-    return user.is_authenticated and user.is_active and user.is_staff
-
-
-def staff_required(view):
-    """Pages: anyone but active staff is sent to the login page."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not _is_staff(request):
-            return redirect_to_login(request.get_full_path(), settings.LOGIN_URL)
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-def api_staff_required(view):
-    """API: a JSON 401/403 instead of a redirect, so clients see what went wrong."""
-
-    @wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not request.user.is_authenticated:
-            return JsonResponse({"error": "authentication required"}, status=401)
-        if not _is_staff(request):
-            return JsonResponse({"error": "staff access required"}, status=403)
-        return view(request, *args, **kwargs)
-
-    return wrapper
 
 
 def _int_param(request: HttpRequest, name: str, default: int | None = None) -> int | None:

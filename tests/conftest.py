@@ -4,8 +4,9 @@ import pytest
 from django.core.cache import cache
 from django.db import connections
 
-from demands.ingest import IncomingMessage, forget_session_state
-from demands.rules import RuleBook
+from demands.pipeline.parse import IncomingMessage
+from demands.pipeline.persist import forget_session_state
+from demands.pipeline.rules import RuleBook
 
 REFERENCE = {
     "id": "123456",

@@ -1,6 +1,6 @@
 import pytest
 
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, DemandEvent, Rule, Status
 
 from .conftest import REFERENCE, record

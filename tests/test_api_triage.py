@@ -6,11 +6,12 @@ import pytest
 from django.test import Client
 from django.utils import timezone, translation
 
-from demands import ingest as ingest_module
-from demands import rules, services
-from demands.ingest import persist_batch
+from demands.pipeline import parse as ingest_module
+from demands import services
+from demands.pipeline import rules
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, DemandEvent, Priority, Rule, Status, Team
-from demands.rules import RuleBook
+from demands.pipeline.rules import RuleBook
 
 from .conftest import REFERENCE, record, role
 
@@ -258,7 +259,7 @@ def test_a_demand_without_changes_has_an_empty_history(staff_client, demand):
 
 
 def test_a_deeply_nested_body_is_a_400_not_a_server_error(staff_client):
-    from demands.ingest import persist_batch
+    from demands.pipeline.persist import persist_batch
     from demands.models import Demand
 
     from .conftest import REFERENCE, record

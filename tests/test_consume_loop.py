@@ -6,8 +6,8 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException
 from django.db import DatabaseError
 
-from demands import ingest, kafka
-from demands.kafka import ConsumeLoop, ConsumerFailed
+from demands.pipeline import loop as loop_module, parse, persist
+from demands.pipeline.loop import ConsumeLoop, ConsumerFailed
 from demands.models import Demand, RejectedMessage
 
 from .conftest import REFERENCE, record
@@ -171,7 +171,7 @@ def test_failed_dead_letter_delivery_commits_nothing(monkeypatch):
 
 def test_database_errors_are_retried_without_committing_then_succeed(monkeypatch):
     calls = {"n": 0}
-    real = ingest.persist_batch
+    real = persist.persist_batch
 
     def flaky(records):
         calls["n"] += 1
@@ -179,7 +179,7 @@ def test_database_errors_are_retried_without_committing_then_succeed(monkeypatch
             raise DatabaseError("server closed the connection unexpectedly")
         return real(records)
 
-    monkeypatch.setattr(kafka, "persist_batch", flaky)
+    monkeypatch.setattr(loop_module, "persist_batch", flaky)
     loop, holder, _, events = make_loop([[record(REFERENCE, offset=0)]])
     loop.run()
     assert calls["n"] == 3
@@ -190,7 +190,7 @@ def test_too_many_consecutive_failures_raise_so_the_process_exits_non_zero(monke
     def broken(records):
         raise DatabaseError("down")
 
-    monkeypatch.setattr(kafka, "persist_batch", broken)
+    monkeypatch.setattr(loop_module, "persist_batch", broken)
     loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]], max_failures=4)
     with pytest.raises(ConsumerFailed, match="failed 4 times"):
         loop.run()
@@ -205,7 +205,7 @@ def test_stop_during_retries_exits_without_committing(monkeypatch):
         loop_box["loop"].stop()
         raise DatabaseError("down")
 
-    monkeypatch.setattr(kafka, "persist_batch", broken)
+    monkeypatch.setattr(loop_module, "persist_batch", broken)
     loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]])
     loop_box["loop"] = loop
     loop.run()
@@ -285,7 +285,7 @@ def test_a_batch_read_ahead_when_a_stop_comes_is_left_uncommitted(monkeypatch):
 
 def test_a_parser_crash_is_retried_like_any_other_failure(monkeypatch):
     calls = {"n": 0}
-    real = ingest.parse_batch
+    real = parse.parse_batch
 
     def crashing(records):
         calls["n"] += 1
@@ -293,7 +293,7 @@ def test_a_parser_crash_is_retried_like_any_other_failure(monkeypatch):
             raise MemoryError("the worker could not parse this time")
         return real(records)
 
-    monkeypatch.setattr(kafka, "parse_batch", crashing)
+    monkeypatch.setattr(loop_module, "parse_batch", crashing)
     loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]])
     loop.run()
     assert calls["n"] == 2 and Demand.objects.count() == 1
@@ -311,12 +311,12 @@ def test_a_batch_starts_with_the_first_record_and_takes_what_has_arrived_without
 
 def test_a_retried_batch_is_stored_with_its_rule_changes_once(monkeypatch):
     from demands.models import DemandEvent, Rule
-    from demands.rules import RuleBook
+    from demands.pipeline.rules import RuleBook
 
     Rule.objects.create(name="Urgent", set_priority="urgent")
     RuleBook.invalidate_all()
     calls = {"n": 0}
-    real = ingest.persist_batch
+    real = persist.persist_batch
 
     def fails_after_storing_once(batch):
         calls["n"] += 1
@@ -325,7 +325,7 @@ def test_a_retried_batch_is_stored_with_its_rule_changes_once(monkeypatch):
             raise DatabaseError("connection lost before the commit")
         return result
 
-    monkeypatch.setattr(kafka, "persist_batch", fails_after_storing_once)
+    monkeypatch.setattr(loop_module, "persist_batch", fails_after_storing_once)
     loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]])
     loop.run()
     demand = Demand.objects.get()
@@ -343,7 +343,7 @@ def test_a_revoked_partition_gets_its_stored_offsets_committed_at_once_and_rebal
     from confluent_kafka import TopicPartition
 
     loop, holder, _, _ = make_loop([[record(REFERENCE, offset=10, partition=0)]], confirm_async=False)
-    caplog.set_level("INFO", logger="demands.kafka")
+    caplog.set_level("INFO", logger="demands.pipeline.loop")
     loop.run()
     consumer = holder["consumer"]
     consumer.callbacks["on_assign"](consumer, [TopicPartition("demand-topic", 0), TopicPartition("demand-topic", 1)])

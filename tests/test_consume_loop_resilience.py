@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.db import OperationalError
 
-from demands import kafka
+from demands.pipeline import loop as loop_module
 from demands.models import Demand
 
 from .conftest import REFERENCE, record
@@ -24,7 +24,7 @@ def outage(monkeypatch, loop, seconds: float):
         clock["slept"] += delay
         clock["delays"].append(delay)
 
-    real = kafka.persist_batch
+    real = loop_module.persist_batch
 
     def persist(records):
         if clock["slept"] < seconds:
@@ -32,7 +32,7 @@ def outage(monkeypatch, loop, seconds: float):
         return real(records)
 
     loop._sleep = sleep
-    monkeypatch.setattr(kafka, "persist_batch", persist)
+    monkeypatch.setattr(loop_module, "persist_batch", persist)
     return clock
 
 
@@ -49,7 +49,7 @@ def test_default_retry_budget_rides_out_a_database_outage_of_a_minute(monkeypatc
 def test_an_outage_longer_than_the_budget_exits_for_the_supervisor_without_committing(monkeypatch):
     loop, holder, _, _ = make_loop([[record(REFERENCE, offset=0)]], max_failures=settings.CONSUMER_MAX_FAILURES)
     outage(monkeypatch, loop, 3600)
-    with pytest.raises(kafka.ConsumerFailed):
+    with pytest.raises(loop_module.ConsumerFailed):
         loop.run()
     assert holder["consumer"].commits == []
 
@@ -69,7 +69,7 @@ def test_a_record_with_a_kafka_timestamp_past_year_9999_is_stored_without_it(mon
 
 
 def test_back_off_ends_when_a_stop_is_requested():
-    loop = kafka.ConsumeLoop(topics=["demand-topic"], group="g", create_topics=False)
+    loop = loop_module.ConsumeLoop(topics=["demand-topic"], group="g", create_topics=False)
     sleeper = threading.Thread(target=loop._sleep, args=(3600,))
     sleeper.start()
     loop.stop()  # what the SIGTERM handler does

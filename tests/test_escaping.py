@@ -13,7 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.test import Client
 
 from demands import live, selectors, services
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, DemandEvent, Rule, SavedView, Team
 from demands.routing import websocket_urlpatterns
 from demands.views import csv_safe

@@ -4,8 +4,9 @@ import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from demands import kafka
-from demands.ingest import known_groups, persist_batch
+from demands.pipeline import loop as loop_module
+from demands.pipeline.grouping import known_groups
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, DemandGroup
 
 from .conftest import REFERENCE, record
@@ -81,7 +82,7 @@ def test_the_cache_is_bounded():
 def test_consume_loop_forgets_groups_after_a_failed_batch(monkeypatch):
     known_groups.ids["stale"] = 123
     calls = {"n": 0}
-    real = kafka.persist_batch
+    real = loop_module.persist_batch
 
     def flaky(records):
         calls["n"] += 1
@@ -90,7 +91,7 @@ def test_consume_loop_forgets_groups_after_a_failed_batch(monkeypatch):
         assert "stale" not in known_groups.ids
         return real(records)
 
-    monkeypatch.setattr(kafka, "persist_batch", flaky)
+    monkeypatch.setattr(loop_module, "persist_batch", flaky)
     loop, _, _, _ = make_loop([[record(REFERENCE, offset=0)]])
     loop.run()
     assert calls["n"] == 2
@@ -98,7 +99,7 @@ def test_consume_loop_forgets_groups_after_a_failed_batch(monkeypatch):
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="the COPY staging table is PostgreSQL's")
 def test_the_staging_table_is_created_until_a_batch_that_made_it_commits():
-    from demands import ingest
+    from demands.pipeline import persist as ingest
 
     with pytest.raises(RuntimeError), transaction.atomic():
         persist_batch([record(REFERENCE)])

@@ -10,7 +10,8 @@ from django.db import transaction
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from demands.ingest import IncomingMessage, persist_batch
+from demands.pipeline.parse import IncomingMessage
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, RejectedMessage
 from demands.schema import InvalidMessage, parse_demand
 

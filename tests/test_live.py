@@ -10,7 +10,7 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 
 from demands import live, services
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, Team
 from demands.routing import websocket_urlpatterns
 

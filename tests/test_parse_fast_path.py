@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from demands import schema
-from demands.ingest import parse_record
+from demands.pipeline.parse import parse_record
 
 from .test_schema_properties import encodings, json_value, message_dict, odd_text
 

@@ -18,8 +18,8 @@ from django.contrib import admin
 from django.test import Client
 from django.urls import URLResolver, get_resolver, reverse
 
-from demands import dlq
-from demands.ingest import persist_batch
+from demands.intake import dlq
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, DemandEvent, Notification, RejectedMessage, SavedView, Status, UserPreference
 from demands.monitoring.models import Alert, AlertRule, Silence
 
@@ -159,7 +159,7 @@ MATRIX: dict[str, list[Row]] = {
     "readyz": [Row("get", MACHINE)],
 }
 # URL prefixes whose every route is checked by a test of their own: the admin below; HTTP ingest
-# authenticates by API key, not by role (tests/http_ingest/test_endpoint.py: missing, wrong,
+# authenticates by API key, not by role (tests/intake/test_api_ingest.py: missing, wrong,
 # revoked and other-source keys).
 OWN_TESTS = ("admin/", "api/ingest")
 

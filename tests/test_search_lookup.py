@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from demands.models import Demand
 from demands.selectors import DemandFilters
 
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 
 from .conftest import REFERENCE, record
 from .test_views import make_demands

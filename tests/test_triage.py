@@ -6,7 +6,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 
 from demands import live, services
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.models import CLOSED_STATUSES, TRANSITIONS, Demand, DemandEvent, Notification, Priority, Status, Team
 from demands.services import ConflictError, InvalidTransition, TriageError
 

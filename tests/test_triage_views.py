@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from demands import live, services
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.models import PRIORITY_RANK, Demand, DemandEvent, Notification, Priority, SavedView, Status, Team, UserPreference
 from demands.selectors import DemandFilters
 

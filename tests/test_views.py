@@ -1,7 +1,7 @@
 import pytest
 from django.urls import reverse
 
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, Status
 
 from .conftest import REFERENCE, record

@@ -7,7 +7,7 @@ from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.test import Client
 
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.routing import websocket_urlpatterns
 from unified_msg_site.asgi import application
 

@@ -198,14 +198,14 @@ CONSUMER_BATCH_SIZE = int(os.environ.get("CONSUMER_BATCH_SIZE", "500"))
 CONSUMER_BATCH_TIMEOUT = float(os.environ.get("CONSUMER_BATCH_TIMEOUT", "0"))
 CONSUMER_MAX_FAILURES = int(os.environ.get("CONSUMER_MAX_FAILURES", "10"))
 # Offsets are committed after each batch's database commit either way; asynchronously the loop
-# does not wait for the group coordinator (see demands/kafka.py).
+# does not wait for the group coordinator (see demands/pipeline/loop.py).
 CONSUMER_ASYNC_COMMIT = env_bool("CONSUMER_ASYNC_COMMIT", True)
 # Poison-pill guard: more than this share of the last CONSUMER_REJECT_WINDOW records rejected
 # stops the consumer before it commits (1 turns the guard off). See ConsumeLoop.
 CONSUMER_MAX_REJECT_RATIO = float(os.environ.get("CONSUMER_MAX_REJECT_RATIO", "0.9"))
 CONSUMER_REJECT_WINDOW = int(os.environ.get("CONSUMER_REJECT_WINDOW", "200"))
 
-# --- HTTP ingest (POST /api/ingest/, see demands/http_ingest.py) -------------------------------
+# --- HTTP ingest (POST /api/ingest/, see demands/intake/http.py) -------------------------------
 INGEST_MAX_BODY_BYTES = int(os.environ.get("INGEST_MAX_BODY_BYTES", str(1024 * 1024)))
 INGEST_MAX_ITEMS = int(os.environ.get("INGEST_MAX_ITEMS", "100"))
 # Seconds to wait for Kafka to confirm a request's demands (and a replay) before answering 503.

@@ -3,7 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from django.views.generic import RedirectView
 
-from demands.views import StaffAuthenticationForm
+from demands.access import StaffAuthenticationForm
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="demands:list", permanent=False)),

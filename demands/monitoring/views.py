@@ -16,7 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from demands.views import staff_required
+from demands.access import staff_required
 
 from . import conf, health
 from .alerts import alert_acknowledge, silence_create, silence_expire

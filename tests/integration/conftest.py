@@ -10,7 +10,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from django.conf import settings
 from django.db import OperationalError
 
-from demands.kafka import ConsumeLoop
+from demands.pipeline.loop import ConsumeLoop
 
 from .processes import SHARED_KAFKA, SHARED_PG_SERVER, PostgresServer, create_topic, delete_topic
 

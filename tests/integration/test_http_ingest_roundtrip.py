@@ -5,8 +5,10 @@ import uuid
 
 import pytest
 
-from demands import http_ingest
-from demands.kafka import RejectRatioExceeded, make_producer
+from demands import kafka
+from demands.intake import keys
+from demands.kafka import make_producer
+from demands.pipeline.loop import RejectRatioExceeded
 from demands.models import Demand, RejectedMessage
 
 from ..conftest import REFERENCE
@@ -26,7 +28,7 @@ def post(client, body, key):
 
 def test_demands_posted_over_http_are_stored_by_the_consumer(topic, settings, client):
     settings.KAFKA_TOPICS = [topic]
-    _, key = http_ingest.api_key_create(name="it", source="web_app")
+    _, key = keys.api_key_create(name="it", source="web_app")
     body = [{k: v for k, v in REFERENCE.items() if k != "source"}, {**REFERENCE, "id": "2", "content": "second"}]
     response = post(client, body, key)
     assert response.status_code == 202, response.content
@@ -41,8 +43,8 @@ def test_an_unreachable_broker_is_a_503_not_an_accept(client, settings, monkeypa
     settings.INGEST_DELIVERY_TIMEOUT = 1.0
     # Nothing listens on port 1: librdkafka times the record out after message.timeout.ms.
     unreachable = make_producer(**{"bootstrap.servers": "127.0.0.1:1", "message.timeout.ms": 1000})
-    monkeypatch.setattr(http_ingest, "web_producer", lambda: unreachable)
-    _, key = http_ingest.api_key_create(name="it", source="web_app")
+    monkeypatch.setattr(kafka, "web_producer", lambda: unreachable)
+    _, key = keys.api_key_create(name="it", source="web_app")
     response = post(client, REFERENCE, key)
     assert response.status_code == 503
     assert response.json()["accepted"] == []

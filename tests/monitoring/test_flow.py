@@ -7,7 +7,7 @@ import pytest
 from django.db.models import Sum
 from django.utils import timezone
 
-from demands.ingest import persist_batch
+from demands.pipeline.persist import persist_batch
 from demands.models import DemandEvent
 from demands.monitoring import flow
 from demands.monitoring.flow import (

@@ -4,7 +4,7 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from demands.kafka import ConsumeLoop, ConsumerFailed
+from demands.pipeline.loop import ConsumeLoop, ConsumerFailed
 
 
 class Command(BaseCommand):

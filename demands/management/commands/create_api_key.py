@@ -1,7 +1,7 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from demands.http_ingest import api_key_create
+from demands.intake.keys import api_key_create
 
 
 class Command(BaseCommand):

@@ -15,7 +15,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from demands.demo import demo_demand
-from demands.kafka import ConsumeLoop, ensure_topics, make_producer, produce_demand
+from demands.kafka import ensure_topics, make_producer, produce_demand
+from demands.pipeline.loop import ConsumeLoop
 
 logger = logging.getLogger("demands.dashboard")
 

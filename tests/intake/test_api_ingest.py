@@ -5,8 +5,9 @@ import json
 import pytest
 from django.test import Client
 
-from demands import http_ingest
-from demands.ingest import persist_batch
+from demands import kafka
+from demands.intake import keys
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, SourceApiKey
 
 from ..conftest import REFERENCE, record
@@ -94,7 +95,7 @@ def test_wrong_key_is_401_unknown_key(client, issued_key, delivery, mangle):
 
 def test_revoked_key_is_401_and_says_so(client, issued_key, delivery):
     api_key, plain = issued_key
-    http_ingest.api_key_revoke(api_key=api_key)
+    keys.api_key_revoke(api_key=api_key)
     response = post(client, REFERENCE, plain)
     assert response.status_code == 401
     assert "revoked" in response.json()["error"]
@@ -115,7 +116,7 @@ def test_key_is_stored_hashed_and_never_in_plain(issued_key):
     api_key, plain = issued_key
     row = SourceApiKey.objects.filter(pk=api_key.pk).values().get()
     assert plain not in json.dumps(row, default=str)
-    assert row["key_hash"] == http_ingest._hash_key(plain)
+    assert row["key_hash"] == keys._hash_key(plain)
     assert plain.startswith(f"umk_{row['prefix']}_")
 
 
@@ -223,19 +224,19 @@ class FailingProducer(SilentProducer):
 
 
 def test_delivery_that_is_never_confirmed_raises_instead_of_returning():
-    with pytest.raises(http_ingest.DeliveryFailed, match="did not confirm 2 of 2"):
-        http_ingest.deliver([("t", None, b"1", []), ("t", None, b"2", [])], producer=SilentProducer(), timeout=-1)
+    with pytest.raises(kafka.DeliveryFailed, match="did not confirm 2 of 2"):
+        kafka.deliver([("t", None, b"1", []), ("t", None, b"2", [])], producer=SilentProducer(), timeout=-1)
 
 
 def test_delivery_error_reported_by_the_broker_raises():
-    with pytest.raises(http_ingest.DeliveryFailed, match="refused 1 of 1.*UNKNOWN_TOPIC"):
-        http_ingest.deliver([("t", None, b"1", [])], producer=FailingProducer("UNKNOWN_TOPIC_OR_PART"), timeout=5)
+    with pytest.raises(kafka.DeliveryFailed, match="refused 1 of 1.*UNKNOWN_TOPIC"):
+        kafka.deliver([("t", None, b"1", [])], producer=FailingProducer("UNKNOWN_TOPIC_OR_PART"), timeout=5)
 
 
 def test_unconfirmed_delivery_through_the_endpoint_is_503(client, issued_key, monkeypatch, settings):
     settings.INGEST_DELIVERY_TIMEOUT = -1  # no waiting: the silent producer never answers anyway
     producer = SilentProducer()
-    monkeypatch.setattr(http_ingest, "web_producer", lambda: producer)
+    monkeypatch.setattr(kafka, "web_producer", lambda: producer)
     response = post(client, REFERENCE, issued_key[1])
     assert response.status_code == 503
     assert producer.produced == 1
@@ -244,7 +245,7 @@ def test_unconfirmed_delivery_through_the_endpoint_is_503(client, issued_key, mo
 # -- rate limit -----------------------------------------------------------------------------------
 
 def test_requests_past_the_burst_get_429_with_retry_after(client, delivery):
-    _, plain = http_ingest.api_key_create(name="slow", source="web_app", rate_per_minute=1, burst=2)
+    _, plain = keys.api_key_create(name="slow", source="web_app", rate_per_minute=1, burst=2)
     assert post(client, REFERENCE, plain).status_code == 202
     assert post(client, {**REFERENCE, "id": "2"}, plain).status_code == 202
     refused = post(client, {**REFERENCE, "id": "3"}, plain)
@@ -255,21 +256,21 @@ def test_requests_past_the_burst_get_429_with_retry_after(client, delivery):
 
 
 def test_each_demand_in_an_array_takes_a_token(client, delivery):
-    _, plain = http_ingest.api_key_create(name="arrays", source="web_app", rate_per_minute=1, burst=3)
+    _, plain = keys.api_key_create(name="arrays", source="web_app", rate_per_minute=1, burst=3)
     assert post(client, [{**REFERENCE, "id": str(i)} for i in range(2)], plain).status_code == 202
     assert post(client, [{**REFERENCE, "id": str(i)} for i in range(2, 4)], plain).status_code == 429
 
 
 def test_a_request_bigger_than_the_burst_is_refused_with_the_reason(client, delivery):
-    _, plain = http_ingest.api_key_create(name="tiny", source="web_app", burst=1)
+    _, plain = keys.api_key_create(name="tiny", source="web_app", burst=1)
     response = post(client, [REFERENCE, {**REFERENCE, "id": "2"}], plain)
     assert response.status_code == 429
     assert "at most 1 at once" in response.json()["error"]
 
 
 def test_token_bucket_refills_at_the_key_rate_up_to_the_burst(issued_key):
-    api_key = http_ingest.api_key_create(name="bucket", source="web_app", rate_per_minute=60, burst=2)[0]
-    take = lambda now, cost=1: http_ingest.rate_limit_take(api_key=api_key, cost=cost, now=now)  # noqa: E731
+    api_key = keys.api_key_create(name="bucket", source="web_app", rate_per_minute=60, burst=2)[0]
+    take = lambda now, cost=1: keys.rate_limit_take(api_key=api_key, cost=cost, now=now)  # noqa: E731
     assert take(1000.0) is None and take(1000.0) is None  # a full bucket: the burst
     assert take(1000.0) == pytest.approx(1.0)  # empty: one token a second at 60/min
     assert take(1000.5) == pytest.approx(0.5)
@@ -279,14 +280,14 @@ def test_token_bucket_refills_at_the_key_rate_up_to_the_burst(issued_key):
 
 
 def test_a_clock_that_goes_back_never_adds_tokens(issued_key):
-    api_key = http_ingest.api_key_create(name="skew", source="web_app", rate_per_minute=60, burst=1)[0]
-    assert http_ingest.rate_limit_take(api_key=api_key, cost=1, now=1000.0) is None
-    assert http_ingest.rate_limit_take(api_key=api_key, cost=1, now=900.0) is not None
+    api_key = keys.api_key_create(name="skew", source="web_app", rate_per_minute=60, burst=1)[0]
+    assert keys.rate_limit_take(api_key=api_key, cost=1, now=1000.0) is None
+    assert keys.rate_limit_take(api_key=api_key, cost=1, now=900.0) is not None
 
 
 def test_revoked_key_takes_no_tokens_and_other_keys_have_their_own_bucket(client, delivery):
-    _, first = http_ingest.api_key_create(name="one", source="web_app", rate_per_minute=1, burst=1)
-    _, second = http_ingest.api_key_create(name="two", source="web_app", rate_per_minute=1, burst=1)
+    _, first = keys.api_key_create(name="one", source="web_app", rate_per_minute=1, burst=1)
+    _, second = keys.api_key_create(name="two", source="web_app", rate_per_minute=1, burst=1)
     assert post(client, REFERENCE, first).status_code == 202
     assert post(client, REFERENCE, first).status_code == 429
     assert post(client, REFERENCE, second).status_code == 202
@@ -303,7 +304,7 @@ def preflight(client, origin):
 
 
 def test_preflight_is_answered_for_an_origin_a_key_allows(client):
-    http_ingest.api_key_create(name="shop", source="web_app", allowed_origins=SHOP + "/")
+    keys.api_key_create(name="shop", source="web_app", allowed_origins=SHOP + "/")
     response = preflight(client, SHOP)
     assert response.status_code == 204
     assert response["Access-Control-Allow-Origin"] == SHOP
@@ -313,15 +314,15 @@ def test_preflight_is_answered_for_an_origin_a_key_allows(client):
 
 
 def test_preflight_from_an_unknown_origin_gets_no_cors_headers(client):
-    http_ingest.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
+    keys.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
     response = preflight(client, "https://evil.example")
     assert response.status_code == 403
     assert "Access-Control-Allow-Origin" not in response
 
 
 def test_preflight_ignores_origins_of_revoked_keys(client):
-    api_key, _ = http_ingest.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
-    http_ingest.api_key_revoke(api_key=api_key)
+    api_key, _ = keys.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
+    keys.api_key_revoke(api_key=api_key)
     assert preflight(client, SHOP).status_code == 403
 
 
@@ -334,8 +335,8 @@ def test_origins_in_the_environment_setting_are_allowed_for_every_key(client, se
 
 
 def test_post_from_an_origin_its_key_does_not_allow_is_refused_and_not_produced(client, delivery):
-    http_ingest.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
-    _, other = http_ingest.api_key_create(name="backend", source="web_app")
+    keys.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
+    _, other = keys.api_key_create(name="backend", source="web_app")
     response = post(client, REFERENCE, other, HTTP_ORIGIN=SHOP)
     assert response.status_code == 403
     assert "not allowed for this API key" in response.json()["error"]
@@ -343,7 +344,7 @@ def test_post_from_an_origin_its_key_does_not_allow_is_refused_and_not_produced(
 
 
 def test_post_from_an_allowed_origin_can_read_the_answer_including_errors(client, delivery):
-    _, plain = http_ingest.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
+    _, plain = keys.api_key_create(name="shop", source="web_app", allowed_origins=SHOP)
     response = post(client, {**REFERENCE, "content": ""}, plain, HTTP_ORIGIN=SHOP)
     assert response.status_code == 422
     assert response["Access-Control-Allow-Origin"] == SHOP

@@ -16,10 +16,10 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from . import schema
-from .http_ingest import DeliveryFailed, deliver
-from .kafka import demand_key
-from .models import Demand, RejectedMessage
+from .. import schema
+from ..kafka import DeliveryFailed, deliver, demand_key
+from ..models import Demand
+from .models import RejectedMessage
 
 __all__ = [
     "AlreadyHandled", "DeliveryFailed", "ReplayOutcome", "payload_pretty", "rejected_message_discard",

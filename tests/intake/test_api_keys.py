@@ -7,7 +7,7 @@ import re
 import pytest
 from django.core.management import CommandError, call_command
 
-from demands import http_ingest
+from demands.intake import keys
 from demands.models import SourceApiKey
 
 from ..conftest import REFERENCE
@@ -31,7 +31,7 @@ def test_admin_add_shows_the_plain_key_once_and_stores_only_its_hash(admin_clien
     [plain] = set(KEY.findall(response.content.decode()))
     api_key = SourceApiKey.objects.get()
     assert (api_key.source, api_key.created_by, api_key.rate_per_minute) == ("web_app", admin_user, 60)
-    assert api_key.key_hash == http_ingest._hash_key(plain)
+    assert api_key.key_hash == keys._hash_key(plain)
     assert plain not in admin_client.get(f"/admin/demands/sourceapikey/{api_key.pk}/change/").content.decode()
     assert plain not in admin_client.get("/admin/demands/sourceapikey/").content.decode()
     assert works(client, plain)
@@ -44,7 +44,7 @@ def test_admin_refuses_a_source_name_messages_could_not_carry(admin_client):
 
 
 def test_admin_revoke_action_stops_the_key(admin_client, admin_user, client, delivery):
-    api_key, plain = http_ingest.api_key_create(name="old", source="web_app")
+    api_key, plain = keys.api_key_create(name="old", source="web_app")
     admin_client.post("/admin/demands/sourceapikey/", {"action": "revoke_selected", "_selected_action": [api_key.pk]})
     api_key.refresh_from_db()
     assert api_key.revoked_at is not None and api_key.revoked_by == admin_user

@@ -1,4 +1,4 @@
-"""The HTTP ingest endpoint and the dead-letter work queue pages. Thin: parse, call http_ingest/dlq, render."""
+"""The HTTP ingest endpoint and the dead-letter work queue pages. Thin: parse, call intake.http / intake.dlq, render."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import dlq, http_ingest, schema
-from .http_ingest import IngestRefused
+from .. import schema
+from ..access import staff_required
+from . import dlq, http as http_ingest, keys
+from .keys import IngestRefused
 from .models import RejectedMessage
-from .views import staff_required
 
 DLQ_PERMISSION = "demands.change_rejectedmessage"
 NOTE_MAX_CHARS = 2000
@@ -40,7 +41,7 @@ def api_ingest(request: HttpRequest) -> HttpResponse:
     """POST one demand or an array of demands with a source API key; 202 once Kafka has them."""
     origin = request.headers.get("Origin")
     if request.method == "OPTIONS":  # CORS preflight: no key is sent with it
-        if not origin or not http_ingest.origin_allowed(origin, api_key=None, own_origin=_own_origin(request)):
+        if not origin or not keys.origin_allowed(origin, api_key=None, own_origin=_own_origin(request)):
             return _allow_origin(HttpResponse(status=403), None)
         response = _allow_origin(HttpResponse(status=204), origin)
         response["Access-Control-Allow-Methods"] = "POST, OPTIONS"
@@ -53,14 +54,14 @@ def api_ingest(request: HttpRequest) -> HttpResponse:
         return response
 
     try:
-        api_key = http_ingest.api_key_authenticate(presented=http_ingest.presented_key(request.headers))
+        api_key = keys.api_key_authenticate(presented=keys.presented_key(request.headers))
     except IngestRefused as refused:
         response = JsonResponse({"error": refused.reason}, status=refused.status)
         response["WWW-Authenticate"] = 'Bearer realm="ingest"'
         # Let an allowed page read why (e.g. the widget shows "revoked key"); others learn nothing.
-        readable = origin and http_ingest.origin_allowed(origin, api_key=None, own_origin=_own_origin(request))
+        readable = origin and keys.origin_allowed(origin, api_key=None, own_origin=_own_origin(request))
         return _allow_origin(response, origin if readable else None)
-    if origin and not http_ingest.origin_allowed(origin, api_key=api_key, own_origin=_own_origin(request)):
+    if origin and not keys.origin_allowed(origin, api_key=api_key, own_origin=_own_origin(request)):
         # CORS alone only stops the browser from reading the answer; refuse the write here too.
         return _allow_origin(JsonResponse({"error": f"origin {origin} is not allowed for this API key"}, status=403), None)
 

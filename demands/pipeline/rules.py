@@ -7,13 +7,12 @@ next batch without restarting consumers.
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 import weakref
 from dataclasses import dataclass
 
-from .models import Demand, Rule
+from ..models import Demand, Rule
 
 RELOAD_EVERY = 5.0  # seconds between version checks in a long-running process
 
@@ -156,23 +155,3 @@ class RuleBook:
                 ]
                 self._signature = signature
         return self._rules
-
-
-# -- grouping ------------------------------------------------------------------------------------
-
-_NUMBERS = re.compile(r"\d+")
-# Hex ids and UUIDs, also when glued to Chinese text (where \b never matches).
-_HEX = re.compile(r"(?<![0-9a-z])(?:0x)?(?:[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}|[0-9a-f]{8,})(?![0-9a-z])")
-
-
-def normalise_content(content: str) -> str:
-    """Content with the parts that vary between occurrences of one problem taken out:
-    numbers (ids, line numbers, durations), long hex strings (hashes, uuids), case, spacing."""
-    text = content.casefold()
-    text = _HEX.sub("#", text)
-    text = _NUMBERS.sub("0", text)
-    return " ".join(text.split())[:500]  # runs of whitespace → one space, none at the ends
-
-
-def fingerprint(*, type: str, source: str, content: str) -> str:
-    return hashlib.sha256(f"{type}\x1f{source}\x1f{normalise_content(content)}".encode()).hexdigest()

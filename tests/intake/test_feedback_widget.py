@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 import pytest
 from django.db import connections
 
-from demands import http_ingest
+from demands.intake import keys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -39,7 +39,7 @@ def browser(monkeypatch):
 def shop_page(browser, live_server, settings, key: str, lang: str):
     """A customer's page at http://127.0.0.1:<port>/shop/: another origin than the endpoint's
     http://localhost:<port>, so the browser applies CORS as it would on a real site."""
-    settings.ROOT_URLCONF = "tests.http_ingest.shop_urls"
+    settings.ROOT_URLCONF = "tests.intake.shop_urls"
     port = live_server.url.rsplit(":", 1)[1]
     origin = f"http://127.0.0.1:{port}"
     page = browser.new_page()
@@ -53,7 +53,7 @@ def test_widget_sends_feedback_as_a_user_feedback_demand_of_its_source(browser, 
     from playwright.sync_api import expect
 
     port = live_server.url.rsplit(":", 1)[1]
-    _, key = http_ingest.api_key_create(name="shop widget", source="web_app", allowed_origins=f"http://127.0.0.1:{port}")
+    _, key = keys.api_key_create(name="shop widget", source="web_app", allowed_origins=f"http://127.0.0.1:{port}")
     page, origin, _ = shop_page(browser, live_server, settings, key, "zh")
     page.get_by_role("button", name="反馈").click()
     page.get_by_label("您遇到了什么问题,或有什么建议?").fill("页面加载太慢,请优化。")
@@ -73,7 +73,7 @@ def test_widget_shows_the_reason_and_a_retry_reuses_the_same_id(browser, live_se
     from playwright.sync_api import expect
 
     port = live_server.url.rsplit(":", 1)[1]
-    _, key = http_ingest.api_key_create(name="shop widget", source="web_app", allowed_origins=f"http://127.0.0.1:{port}")
+    _, key = keys.api_key_create(name="shop widget", source="web_app", allowed_origins=f"http://127.0.0.1:{port}")
     page, _, posts = shop_page(browser, live_server, settings, key, "en")
     page.get_by_role("button", name="Feedback").click()
     page.get_by_label("What went wrong, or what would you like?").fill("Checkout button does nothing")
@@ -90,7 +90,7 @@ def test_widget_shows_the_reason_and_a_retry_reuses_the_same_id(browser, live_se
 def test_widget_on_a_page_whose_origin_the_key_does_not_allow_sends_nothing(browser, live_server, settings, delivery):
     from playwright.sync_api import expect
 
-    _, key = http_ingest.api_key_create(name="elsewhere", source="web_app", allowed_origins="https://shop.example.com")
+    _, key = keys.api_key_create(name="elsewhere", source="web_app", allowed_origins="https://shop.example.com")
     page, _, _ = shop_page(browser, live_server, settings, key, "en")
     page.get_by_role("button", name="Feedback").click()
     page.get_by_label("What went wrong, or what would you like?").fill("hello")

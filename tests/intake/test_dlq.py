@@ -7,8 +7,8 @@ import pytest
 from django.contrib.auth.models import Permission
 from django.utils import timezone
 
-from demands import dlq
-from demands.ingest import persist_batch
+from demands.intake import dlq
+from demands.pipeline.persist import persist_batch
 from demands.models import Demand, RejectedMessage
 
 from ..conftest import REFERENCE, record
@@ -220,7 +220,7 @@ def test_an_older_row_at_the_replay_coordinates_is_not_taken_for_the_outcome(sta
 
 
 def test_a_payload_with_a_lone_surrogate_escape_is_shown_as_sent_not_decoded():
-    from demands.dlq import payload_pretty
+    from demands.intake.dlq import payload_pretty
 
     text, is_json = payload_pretty('{"content": "\\ud921"}')
     assert (text, is_json) == ('{"content": "\\ud921"}', False)

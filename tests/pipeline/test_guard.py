@@ -2,8 +2,8 @@
 
 import pytest
 
-from demands import kafka
-from demands.kafka import ConsumerFailed, RejectRatioExceeded
+from demands.pipeline import loop as loop_module
+from demands.pipeline.loop import ConsumerFailed, RejectRatioExceeded
 from demands.models import Demand, RejectedMessage
 
 from ..conftest import REFERENCE, record
@@ -43,13 +43,13 @@ def test_the_error_names_the_reasons_and_is_a_consumer_failure_so_the_command_ex
 
 def test_the_guard_is_not_retried_like_a_database_error(monkeypatch):
     calls = {"n": 0}
-    real = kafka.persist_batch
+    real = loop_module.persist_batch
 
     def counting(records):
         calls["n"] += 1
         return real(records)
 
-    monkeypatch.setattr(kafka, "persist_batch", counting)
+    monkeypatch.setattr(loop_module, "persist_batch", counting)
     loop, _, _, _ = make_loop([[bad(i) for i in range(4)]], max_reject_ratio=0.5, reject_window=4, max_failures=5)
     with pytest.raises(RejectRatioExceeded):
         loop.run()
@@ -93,7 +93,7 @@ def test_defaults_come_from_settings(settings):
 
 
 def stored_rejections(count):
-    from demands.ingest import persist_batch
+    from demands.pipeline.persist import persist_batch
 
     persist_batch([record(b"{old", offset=100 + i, partition=1) for i in range(count)])
 

@@ -3,8 +3,8 @@
 import pytest
 from django.contrib.auth.models import Permission
 
-from demands import http_ingest
-from demands.http_ingest import Delivered, DeliveryFailed
+from demands.intake import http as http_ingest, keys
+from demands.kafka import Delivered, DeliveryFailed
 
 
 class RecordingDelivery:
@@ -30,7 +30,7 @@ class RecordingDelivery:
 def delivery(monkeypatch):
     recording = RecordingDelivery()
     monkeypatch.setattr(http_ingest, "deliver", recording)
-    from demands import dlq
+    from demands.intake import dlq
 
     monkeypatch.setattr(dlq, "deliver", recording)
     return recording
@@ -39,7 +39,7 @@ def delivery(monkeypatch):
 @pytest.fixture
 def issued_key(db):
     """(SourceApiKey, plain key) for source web_app."""
-    return http_ingest.api_key_create(name="shop widget", source="web_app")
+    return keys.api_key_create(name="shop widget", source="web_app")
 
 
 @pytest.fixture

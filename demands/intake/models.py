@@ -1,4 +1,5 @@
-"""Models for HTTP ingest: per-source API keys, stored hashed, revocable, each with its own rate limit.
+"""Models of intake: per-source API keys for HTTP ingest (stored hashed, revocable, each with its
+own rate limit) and the rejected messages of the dead-letter work queue.
 
 Imported at the bottom of models.py so Django sees them as part of the `demands` app.
 """
@@ -9,9 +10,9 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .schema import MAX_NAME_CHARS, NAME_PATTERN
+from ..schema import MAX_NAME_CHARS, NAME_PATTERN
 
-__all__ = ["SourceApiKey"]
+__all__ = ["RejectedMessage", "SourceApiKey"]
 
 
 class SourceApiKey(models.Model):
@@ -48,7 +49,7 @@ class SourceApiKey(models.Model):
         _("burst"), default=100, validators=[MinValueValidator(1)],
         help_text=_("Demands accepted at once after a quiet spell (the bucket's size)."),
     )
-    # Token bucket state, changed only by one conditional UPDATE (see http_ingest.rate_limit_take).
+    # Token bucket state, changed only by one conditional UPDATE (see keys.rate_limit_take).
     tokens = models.FloatField(default=0.0, editable=False)
     refilled_at = models.FloatField(default=0.0, editable=False, help_text="Unix time of the last refill")
     created_by = models.ForeignKey(
@@ -76,3 +77,52 @@ class SourceApiKey(models.Model):
     @property
     def origins(self) -> list[str]:
         return [line.strip().rstrip("/") for line in self.allowed_origins.replace(",", "\n").splitlines() if line.strip()]
+
+
+class RejectedMessage(models.Model):
+    """A message that could not become a demand: kept with the reason, never dropped."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("Open")
+        REPLAYED = "replayed", _("Replayed")
+        DISCARDED = "discarded", _("Discarded")
+
+    topic = models.CharField(_("topic"), max_length=249)
+    partition = models.IntegerField(_("partition"), null=True, blank=True)
+    offset = models.BigIntegerField(_("offset"), null=True, blank=True)
+    kafka_timestamp = models.DateTimeField(_("Kafka timestamp"), null=True, blank=True)
+    key = models.TextField(_("key"), blank=True)
+    payload = models.BinaryField(_("payload"), blank=True)
+    reason = models.TextField(_("reason"))
+    received_at = models.DateTimeField(_("received at"), default=timezone.now)
+    # The dead-letter work queue (see intake/dlq.py): who handled it, how, and where a replay went.
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.OPEN)
+    handled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("handled by")
+    )
+    handled_at = models.DateTimeField(_("handled at"), null=True, blank=True)
+    note = models.TextField(_("note"), blank=True)
+    replay_payload = models.TextField(_("replayed payload"), blank=True)
+    replay_topic = models.CharField(_("replayed to topic"), max_length=249, blank=True)
+    replay_partition = models.IntegerField(_("replayed to partition"), null=True, blank=True)
+    replay_offset = models.BigIntegerField(_("replayed to offset"), null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "-id"], name="rejected_status_id")]
+        constraints = [
+            # A redelivered bad message is recorded once.
+            models.UniqueConstraint(
+                fields=["topic", "partition", "offset"],
+                condition=models.Q(offset__isnull=False),
+                name="rejected_unique_kafka_position",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.topic}[{self.partition}]@{self.offset}: {self.reason}"
+
+    @property
+    def payload_text(self) -> str:
+        """The payload for display: undecodable bytes shown as U+FFFD, never raised on."""
+        return bytes(self.payload or b"").decode("utf-8", errors="replace")

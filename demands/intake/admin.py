@@ -4,7 +4,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from . import dlq, http_ingest
+from . import dlq, keys
 from .models import RejectedMessage, SourceApiKey
 
 
@@ -32,7 +32,7 @@ class SourceApiKeyAdmin(admin.ModelAdmin):
 
     @admin.display(description="key")
     def key_prefix(self, obj):
-        return f"{http_ingest.KEY_SCHEME}{obj.prefix}_…" if obj.prefix else "—"
+        return f"{keys.KEY_SCHEME}{obj.prefix}_…" if obj.prefix else "—"
 
     @admin.display(boolean=True, description="active")
     def active(self, obj):
@@ -41,7 +41,7 @@ class SourceApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
-            obj._plain_key = http_ingest.api_key_set_secret(api_key=obj)
+            obj._plain_key = keys.api_key_set_secret(api_key=obj)
         super().save_model(request, obj, form, change)
 
     def response_add(self, request, obj, post_url_continue=None):
@@ -61,7 +61,7 @@ class SourceApiKeyAdmin(admin.ModelAdmin):
     def revoke_selected(self, request, queryset):
         count = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
-            http_ingest.api_key_revoke(api_key=api_key, actor=request.user)
+            keys.api_key_revoke(api_key=api_key, actor=request.user)
             count += 1
         self.message_user(request, f"Revoked {count} key(s). Requests with them now get 401.", messages.SUCCESS)
 
@@ -90,3 +90,15 @@ def discard_selected(modeladmin, request, queryset):
         except dlq.AlreadyHandled:
             pass
     modeladmin.message_user(request, f"Discarded {count} message(s).", messages.SUCCESS)
+
+
+@admin.register(RejectedMessage)
+class RejectedMessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "topic", "partition", "offset", "reason", "received_at", "status", "handled_by")
+    list_filter = ("status",)
+    search_fields = ("reason",)
+    readonly_fields = ("topic", "partition", "offset", "kafka_timestamp", "key", "payload_text", "reason", "received_at",
+                       "status", "handled_by", "handled_at", "replay_payload", "replay_topic", "replay_partition", "replay_offset")
+    exclude = ("payload",)
+    actions = [replay_selected, discard_selected]
+    show_full_result_count = False

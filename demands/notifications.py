@@ -1,0 +1,74 @@
+"""In-page notifications: who is told about a change, and what they read. One builder for people,
+rules and the system.
+
+`services` (a person's change) and `pipeline.persist` (a rule's change at ingest) both build their
+notifications here, so the recipients of an assignment (the assignee, or the team's active members
+but the assignee and the actor) and the text are the same whoever made it. Callers save the rows
+(one at a time in a request, in bulk at ingest) and broadcast them after commit (`live`).
+"""
+
+from __future__ import annotations
+
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from .models import Notification, Team
+
+PREVIEW_CHARS = 120  # of the demand's content, after the sentence
+
+
+def display_name(user) -> str:
+    """How a person is named in history and notifications."""
+    if user is None:
+        return ""
+    return user.get_full_name() or user.get_username()
+
+
+def actor_label(*, actor=None, rule_name: str | None = None) -> str:
+    """Who did it: a person, a named rule, or the system (a rule or an alert without a name)."""
+    if actor is not None:
+        return display_name(actor)
+    if rule_name:
+        return _("Rule “%(name)s”") % {"name": rule_name}
+    return _("A rule")
+
+
+def build(*, user_id: int, demand, who: str, what: str, created_at=None) -> Notification:
+    """One unsaved notification: "<who> <what>: <the demand's first words>"."""
+    return Notification(
+        user_id=user_id, demand_id=demand.pk, text=f"{who} {what}: {demand.content[:PREVIEW_CHARS]}",
+        created_at=created_at or timezone.now(),
+    )
+
+
+def assigned_to_you(pk: int) -> str:
+    return _("assigned demand #%(pk)s to you") % {"pk": pk}
+
+
+def assigned_to_team(pk: int, team_name: str) -> str:
+    return _("assigned demand #%(pk)s to your team %(team)s") % {"pk": pk, "team": team_name}
+
+
+def commented(pk: int) -> str:
+    return _("commented on demand #%(pk)s") % {"pk": pk}
+
+
+def team_recipients(team: Team, *, skip: set[int | None]) -> list[int]:
+    """The team's active members that an assignment to the team tells (not the assignee, not the actor)."""
+    return [pk for pk in team.members.filter(is_active=True).values_list("pk", flat=True) if pk not in skip]
+
+
+def for_assignment(*, demand, who: str, assignee_id: int | None = None, team: Team | None = None,
+                   actor_id: int | None = None, created_at=None) -> list[Notification]:
+    """Unsaved notifications for assigning `demand` to a person and/or a team."""
+    notifications = []
+    if assignee_id is not None and assignee_id != actor_id:
+        notifications.append(build(user_id=assignee_id, demand=demand, who=who, what=assigned_to_you(demand.pk),
+                                   created_at=created_at))
+    if team is not None:
+        what = assigned_to_team(demand.pk, team.name)
+        notifications.extend(
+            build(user_id=pk, demand=demand, who=who, what=what, created_at=created_at)
+            for pk in team_recipients(team, skip={actor_id, assignee_id, demand.assignee_id})
+        )
+    return notifications
