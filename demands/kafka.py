@@ -24,24 +24,118 @@ from django.conf import settings
 logger = logging.getLogger(__name__)
 
 
+class OutageLog:
+    """One log line when something goes down, a summary a minute while it stays down, one when it
+    is back — instead of a line per failed attempt (librdkafka retries a refused connection every
+    few tens of milliseconds at first: ~20 ERROR lines a second while a broker restarts).
+
+    `failed(what)` on each failure, `ok()` on any proof that it works again. Thread-safe.
+    """
+
+    def __init__(self, logger_: logging.Logger, subject: str, *, summary_every: float = 60.0,
+                 clock=time.monotonic):
+        self.logger, self.subject, self.summary_every, self.clock = logger_, subject, summary_every, clock
+        self._lock = threading.Lock()
+        self.down_since: float | None = None
+        self._failures = 0
+        self._last_summary = 0.0
+        self._last_reason = ""
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, reason: str) -> None:
+        now = self.clock()
+        with self._lock:
+            self._failures += 1
+            self._last_reason = reason
+            if self.down_since is None:
+                self.down_since = self._last_summary = now
+                self.logger.warning("%s: unreachable (%s); retrying, with a summary every %.0fs while it lasts",
+                                    self.subject, reason, self.summary_every)
+            elif now - self._last_summary >= self.summary_every:
+                self._last_summary = now
+                self.logger.warning("%s: still unreachable after %.0fs (%d failures so far; last: %s)",
+                                    self.subject, now - self.down_since, self._failures, reason)
+
+    def ok(self) -> None:
+        if self.down_since is None:  # the common case, without the lock
+            return
+        now = self.clock()
+        with self._lock:
+            if self.down_since is None:
+                return
+            self.logger.info("%s: reachable again after %.0fs (%d failures)", self.subject, now - self.down_since,
+                             self._failures)
+            self.down_since, self._failures = None, 0
+
+
+# librdkafka's facilities and phrases for "cannot talk to a broker" (FAIL: connect/receive failures,
+# "N/N brokers are down"); everything else it logs passes through at its own level.
+_CONNECTION_FACILITIES = {"FAIL", "BROKERFAIL"}
+_CONNECTION_PHRASES = ("brokers are down", "Connection refused", "Connect to ", "Disconnected", "timed out")
+
+
+class ClientLog:
+    """The `logger` librdkafka's log lines go to (confluent-kafka calls `.log(level, fmt, *args)`):
+    connection trouble becomes one `OutageLog` per process; the rest goes to the `demands.kafka.client`
+    logger unchanged."""
+
+    def __init__(self, logger_: logging.Logger, outage: OutageLog):
+        self.logger, self.outage = logger_, outage
+
+    def log(self, level, fmt, *args):
+        facility = args[0] if args else ""
+        message = args[-1] if args else fmt
+        if facility in _CONNECTION_FACILITIES or (level >= logging.WARNING and any(p in str(message) for p in _CONNECTION_PHRASES)):
+            self.outage.failed(str(message)[:300])
+            return
+        self.logger.log(level, fmt, *args)
+
+    def isEnabledFor(self, level) -> bool:  # logging.Logger's interface, for anything that asks
+        return self.logger.isEnabledFor(level)
+
+
+client_logger = logging.getLogger("demands.kafka.client")
+broker_outage = OutageLog(client_logger, "Kafka")  # ok() is called wherever a client proves the broker works
+client_log = ClientLog(client_logger, broker_outage)
+
+
 def client_config(**overrides) -> dict:
     """Settings' librdkafka properties (bootstrap servers, security…) plus per-client overrides."""
     # Small requests (a fetch, a lone record) go out at once instead of waiting on Nagle's algorithm
     # for an ACK the broker may delay: live latency is what this product is for.
-    config = {"socket.nagle.disable": True, **settings.KAFKA_CLIENT_CONFIG}
+    config = {"socket.nagle.disable": True, "logger": client_log, **settings.KAFKA_CLIENT_CONFIG}
     config.update(overrides)
     return config
+
+
+def cluster_size(admin: AdminClient | None = None, *, timeout: float = 15.0) -> int:
+    """How many brokers the cluster has now (metadata)."""
+    return len((admin or admin_client()).list_topics(timeout=timeout).brokers)
+
+
+def topic_settings(brokers: int) -> tuple[int, dict]:
+    """(replication factor, topic configs) for topics this project creates on a cluster of `brokers`:
+    three replicas where there are three brokers, and writes acknowledged by two of them (acks=all
+    with min.insync.replicas=2), so one broker can be lost or restarted without losing an
+    acknowledged record or refusing writes. One broker: one replica, and min ISR 1."""
+    replicas = max(1, min(3, brokers))
+    return replicas, {"min.insync.replicas": str(2 if replicas >= 2 else 1)}
 
 
 def ensure_topics(topics: Iterable[str], *, partitions: int | None = None, timeout: float = 15.0) -> None:
     """Create the topics that do not exist yet (demand topics and the DLQ); existing ones are untouched."""
     admin = admin_client()
-    existing = admin.list_topics(timeout=timeout).topics
-    missing = [topic for topic in dict.fromkeys(topics) if topic not in existing]
+    metadata = admin.list_topics(timeout=timeout)
+    missing = [topic for topic in dict.fromkeys(topics) if topic not in metadata.topics]
     if not missing:
         return
+    replicas, configs = topic_settings(len(metadata.brokers))
     futures = admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions or settings.KAFKA_TOPIC_PARTITIONS) for topic in missing],
+        [NewTopic(topic, num_partitions=partitions or settings.KAFKA_TOPIC_PARTITIONS, replication_factor=replicas,
+                  config=configs) for topic in missing],
         operation_timeout=timeout,
     )
     for topic, future in futures.items():
@@ -54,8 +148,10 @@ def ensure_topics(topics: Iterable[str], *, partitions: int | None = None, timeo
 
 
 def make_producer(**overrides) -> Producer:
-    # Idempotent producer: retries never duplicate or reorder within a partition.
-    return Producer(client_config(**{"enable.idempotence": True, "linger.ms": 5, **overrides}))
+    """Every producer of the project: idempotent (retries never duplicate or reorder within a
+    partition) and acks=all (a record is confirmed once every in-sync replica has it, so with
+    min.insync.replicas=2 on a cluster an acknowledged record survives the loss of a broker)."""
+    return Producer(client_config(**{"enable.idempotence": True, "acks": "all", "linger.ms": 5, **overrides}))
 
 
 def demand_key(demand: dict) -> bytes | None:
@@ -152,6 +248,7 @@ def deliver(
         producer.poll(min(left, 0.05))
     if errors:
         raise DeliveryFailed(f"Kafka refused {len(errors)} of {len(records)} record(s): {errors[0]}")
+    broker_outage.ok()
     return results  # type: ignore[return-value]
 
 

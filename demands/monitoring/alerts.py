@@ -22,6 +22,7 @@ from django.utils import timezone
 from demands.models import Demand, Priority
 
 from . import conf
+from .cluster import cluster_overview
 from .flow import OPEN_STATUSES
 from .heartbeat import consumer_states
 from .lag import LagOverview, lag_overview
@@ -194,6 +195,28 @@ def rejection_ratio(rule: AlertRule, ctx: Context) -> dict[str, Finding]:
     return findings
 
 
+def cluster_degraded(rule: AlertRule, ctx: Context) -> dict[str, Finding] | None:
+    """Alert condition: the cluster unreachable, or more than `threshold` partitions offline or
+    under-replicated (threshold 0: any). None when no fresh sample says either way."""
+    overview = cluster_overview(now=ctx.now)
+    if overview is None:
+        return None
+    if not overview.reachable:
+        return {"cluster": Finding(title="Kafka cluster unreachable", value=None, detail=overview.error[:500])}
+    findings = {}
+    if len(overview.offline) > rule.threshold:
+        findings["offline"] = Finding(
+            title=f"{len(overview.offline)} Kafka partitions offline (no leader)", value=len(overview.offline),
+            detail="Partitions: " + ", ".join(overview.offline[:20]),
+        )
+    if len(overview.under_replicated) > rule.threshold:
+        findings["under_replicated"] = Finding(
+            title=f"{len(overview.under_replicated)} Kafka partitions under-replicated", value=len(overview.under_replicated),
+            detail=f"{len(overview.brokers)} brokers up. Partitions: " + ", ".join(overview.under_replicated[:20]),
+        )
+    return findings
+
+
 CONDITIONS = {
     Kind.CONSUMER_LAG: consumer_lag,
     Kind.TIME_TO_DRAIN: time_to_drain,
@@ -201,6 +224,7 @@ CONDITIONS = {
     Kind.URGENT_UNASSIGNED: urgent_unassigned,
     Kind.ARRIVAL_SPIKE: arrival_spike,
     Kind.REJECTION_RATIO: rejection_ratio,
+    Kind.CLUSTER_DEGRADED: cluster_degraded,
 }
 
 

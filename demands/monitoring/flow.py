@@ -275,13 +275,14 @@ def snapshot_backlog(*, now: datetime) -> dict[tuple[str, str], int]:
 
 def prune(*, now: datetime) -> None:
     """Forget buckets and samples past their retention; alerts are history and are kept."""
-    from .models import ConsumerHeartbeat, LagSample
+    from .models import ClusterSample, ConsumerHeartbeat, LagSample
 
     keep_after = now - timedelta(days=conf.get("MONITORING_RETENTION_DAYS"))
     FlowBucket.objects.filter(minute__lt=keep_after).delete()
     LatencyBucket.objects.filter(minute__lt=keep_after).delete()
     BacklogSample.objects.filter(minute__lt=keep_after).delete()
     LagSample.objects.filter(minute__lt=now - timedelta(days=conf.get("MONITORING_LAG_RETENTION_DAYS"))).delete()
+    ClusterSample.objects.filter(minute__lt=now - timedelta(days=conf.get("MONITORING_LAG_RETENTION_DAYS"))).delete()
     ConsumerHeartbeat.objects.filter(
         last_seen_at__lt=now - timedelta(hours=conf.get("MONITORING_HEARTBEAT_RETENTION_HOURS"))
     ).delete()

@@ -1,13 +1,16 @@
-"""Liveness and readiness checks behind /healthz and /readyz (for load balancers and orchestrators)."""
+"""Liveness and readiness checks behind /healthz and /readyz (for load balancers and orchestrators).
+
+The broker check asks the probe child (`probe.shared_probe`) for the cluster's metadata, so a
+librdkafka failure on that path cannot take the web process — its pages and websockets — down.
+"""
 
 from __future__ import annotations
 
-import threading
-
 from django.db import connection
 
-_admin = None
-_admin_lock = threading.Lock()
+from demands.kafka import broker_outage
+
+from .probe import ProbeFailed, shared_probe
 
 
 def database_reachable() -> tuple[bool, str]:
@@ -21,20 +24,12 @@ def database_reachable() -> tuple[bool, str]:
 
 
 def broker_reachable(timeout: float = 3.0) -> tuple[bool, str]:
-    """Ask the cluster for its metadata; one admin client per process (each one holds connections)."""
-    global _admin
+    """Ask the cluster for its metadata (through the probe child, bounded by `timeout`)."""
     try:
-        with _admin_lock:
-            if _admin is None:
-                from confluent_kafka.admin import AdminClient
-
-                from demands.kafka import client_config
-
-                _admin = AdminClient(client_config())
-            admin = _admin
-        metadata = admin.list_topics(timeout=timeout)
-        if not metadata.brokers:
-            return False, "no brokers in cluster metadata"
-    except Exception as exc:
-        return False, f"{type(exc).__name__}: {exc}"[:300]
+        answer = shared_probe().ask(timeout=timeout)
+    except ProbeFailed as exc:
+        return False, str(exc)[:300]
+    if not answer["cluster"]["brokers"]:
+        return False, "no brokers in cluster metadata"
+    broker_outage.ok()
     return True, "ok"

@@ -1,7 +1,7 @@
 """Consumer lag: committed offsets vs high watermarks per partition, kept over time, and time to drain.
 
-The monitor reads the broker once per tick (`LagReader.read`, admin API: the group's committed
-offsets and each partition's earliest/latest offsets), stores one sample per partition per minute
+The monitor reads the broker once per tick (`LagReader.read_all`, through the probe child: each
+group's committed offsets and each partition's earliest/latest offsets), stores one sample per partition per minute
 (`record_lag`), and every page, metric and alert rule reads the stored samples (`lag_overview`).
 Rates — and so the time to drain — come from how far the committed offsets and high watermarks
 moved between the oldest and newest sample of the last few minutes.
@@ -13,12 +13,12 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from demands.kafka import broker_outage
 
 from . import conf
 from .flow import floor_minute, upsert
 from .models import LagSample
+from .probe import ProbeClient, shared_probe
 
 logger = logging.getLogger(__name__)
 
@@ -40,48 +40,33 @@ class PartitionLag:
 
 
 class LagReader:
-    """Reads a group's lag from the broker with the admin API. One instance per process is enough."""
+    """Reads a group's lag from the broker through the probe child (`probe.ProbeClient`): committed
+    offsets as the group's own consumer would read them, and each partition's earliest/latest
+    offsets. No coordinator-targeted admin request, and none of it in this process."""
 
-    def __init__(self, admin: AdminClient | None = None, *, timeout: float = 5.0):
-        self._admin = admin
+    def __init__(self, probe: ProbeClient | None = None, *, timeout: float = 5.0):
+        self._probe = probe
         self.timeout = timeout
+        self.last_cluster: dict | None = None  # metadata of the last successful read (see cluster.py)
 
     @property
-    def admin(self) -> AdminClient:
-        if self._admin is None:
-            from demands.kafka import client_config
+    def probe(self) -> ProbeClient:
+        if self._probe is None:
+            self._probe = shared_probe()
+        return self._probe
 
-            self._admin = AdminClient(client_config())
-        return self._admin
+    def read_all(self, targets: dict[str, list[str]]) -> dict[str, list[PartitionLag]]:
+        """{group: its partitions' lag} for every group in `targets` ({group: topics}), in one request."""
+        answer = self.probe.ask(groups=targets, timeout=self.timeout)
+        broker_outage.ok()
+        self.last_cluster = answer["cluster"]
+        return {
+            group: [PartitionLag(topic=t, partition=p, committed=c, low=low, high=high) for t, p, c, low, high in rows]
+            for group, rows in answer["lag"].items()
+        }
 
     def read(self, *, group: str, topics: list[str]) -> list[PartitionLag]:
-        metadata = self.admin.list_topics(timeout=self.timeout)
-        partitions = [
-            TopicPartition(topic, partition)
-            for topic in topics
-            if topic in metadata.topics and metadata.topics[topic].error is None
-            for partition in sorted(metadata.topics[topic].partitions)
-        ]
-        if not partitions:
-            return []
-        request = [ConsumerGroupTopicPartitions(group, partitions)]
-        committed_result = self.admin.list_consumer_group_offsets(request, request_timeout=self.timeout)[group].result()
-        committed = {
-            (tp.topic, tp.partition): (tp.offset if tp.offset >= 0 else None) for tp in committed_result.topic_partitions
-        }
-        highs = self._offsets(partitions, OffsetSpec.latest())
-        lows = self._offsets(partitions, OffsetSpec.earliest())
-        return [
-            PartitionLag(
-                topic=tp.topic, partition=tp.partition, committed=committed.get((tp.topic, tp.partition)),
-                low=lows[(tp.topic, tp.partition)], high=highs[(tp.topic, tp.partition)],
-            )
-            for tp in partitions
-        ]
-
-    def _offsets(self, partitions: list[TopicPartition], spec) -> dict[tuple[str, int], int]:
-        futures = self.admin.list_offsets({tp: spec for tp in partitions}, request_timeout=self.timeout)
-        return {(tp.topic, tp.partition): future.result().offset for tp, future in futures.items()}
+        return self.read_all({group: topics})[group]
 
 
 def record_lag(*, now: datetime, group: str, partitions: list[PartitionLag]) -> None:

@@ -20,6 +20,7 @@ __all__ = [
     "LatencyBucket",
     "BacklogSample",
     "LagSample",
+    "ClusterSample",
     "ConsumerHeartbeat",
     "MonitoringCursor",
     "AlertRule",
@@ -122,6 +123,26 @@ class LagSample(models.Model):
         indexes = [models.Index(fields=["group", "-sampled_at"], name="lagsample_group_sampled")]
 
 
+class ClusterSample(models.Model):
+    """The Kafka cluster as the monitor last saw it: one row per minute (a later sample replaces it)."""
+
+    minute = models.DateTimeField(_("minute"), unique=True)
+    sampled_at = models.DateTimeField(_("sampled at"))
+    reachable = models.BooleanField(_("reachable"), default=True)
+    error = models.TextField(_("error"), blank=True)
+    brokers = models.JSONField(_("brokers"), default=list, help_text=_("[[node id, host:port], …] of the brokers up."))
+    controller = models.IntegerField(_("controller"), null=True, blank=True)
+    partitions = models.IntegerField(_("partitions"), default=0)
+    under_replicated = models.JSONField(_("under-replicated partitions"), default=list)
+    offline = models.JSONField(_("offline partitions"), default=list)
+    max_replicas = models.IntegerField(_("largest replica set"), default=0)
+
+    class Meta:
+        ordering = ["-minute"]
+        verbose_name = _("cluster sample")
+        verbose_name_plural = _("cluster samples")
+
+
 class ConsumerHeartbeat(models.Model):
     """One consume loop's liveness: written every few seconds while it runs, stamped when it stops."""
 
@@ -176,6 +197,7 @@ class AlertRule(models.Model):
         URGENT_UNASSIGNED = "urgent_unassigned", _("Urgent demand unassigned for window minutes")
         ARRIVAL_SPIKE = "arrival_spike", _("More than threshold arrivals in window minutes (spike)")
         REJECTION_RATIO = "rejection_ratio", _("Rejected share of messages above threshold (0–1) in window minutes")
+        CLUSTER_DEGRADED = "cluster_degraded", _("Kafka cluster: more than threshold partitions under-replicated or offline, or unreachable")
 
     class Severity(models.TextChoices):
         INFO = "info", _("Info")

@@ -1,7 +1,8 @@
 """The monitor: one tick every MONITORING_TICK_SECONDS, run by `evaluate_alerts` or inside `run_dashboard`.
 
 A tick rolls up new history events (resolutions, time to first action), snapshots the backlog,
-samples consumer lag from the broker, evaluates the alert rules, sends due notifications, prunes
+samples consumer lag and the cluster's state from the broker (through the probe child, so a
+librdkafka crash there costs one sample, never this process), evaluates the alert rules, sends due notifications, prunes
 old buckets now and then, and pushes the summary and charts to browsers. Each step stands alone:
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
 Running two monitors is safe — roll-ups and rule evaluations lock their rows, deliveries are
@@ -23,6 +24,7 @@ from django.utils import timezone
 
 from . import conf, live
 from .alerts import evaluate_rules
+from .cluster import record_cluster
 from .flow import prune, rollup_history, snapshot_backlog
 from .lag import LagReader, record_lag
 from .metrics import chart_data
@@ -96,11 +98,27 @@ class Monitor:
         return result
 
     def _sample_lag(self, now: datetime) -> int:
+        """One probe request for every group's lag and the cluster's state; a failure (broker
+        unreachable, refused, the probe child crashed) records the cluster as unreachable with
+        the reason and skips the lag sample — lag rules then change nothing this tick."""
+        read_all = getattr(self.lag_reader, "read_all", None)
+        targets = self.lag_targets(now)
+        try:
+            if read_all is not None:
+                by_group = read_all(targets)
+            else:  # a reader with only read() (tests' fakes)
+                by_group = {group: self.lag_reader.read(group=group, topics=topics) for group, topics in targets.items()}
+        except Exception as exc:
+            if read_all is not None:
+                record_cluster(now=now, metadata=None, error=str(exc))
+            raise
         sampled = 0
-        for group, topics in self.lag_targets(now).items():
-            partitions = self.lag_reader.read(group=group, topics=topics)
+        for group, partitions in by_group.items():
             record_lag(now=now, group=group, partitions=partitions)
             sampled += len(partitions)
+        cluster = getattr(self.lag_reader, "last_cluster", None)
+        if read_all is not None and cluster is not None:
+            record_cluster(now=now, metadata=cluster)
         return sampled
 
     def _broadcast(self, now: datetime) -> None:

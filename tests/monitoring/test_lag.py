@@ -84,37 +84,15 @@ def test_a_stale_sample_is_no_overview(now, settings):
     assert lag_overview(group="other", now=now) is None
 
 
-class FakeFuture:
-    def __init__(self, value):
-        self.value = value
+class FakeProbe:
+    """The probe child's answer shapes, for the reader's bookkeeping without a broker (the broker test is in test_broker.py)."""
 
-    def result(self):
-        return self.value
-
-
-class FakeAdmin:
-    """The admin API's shapes, for the reader's bookkeeping without a broker (the broker test is in test_broker.py)."""
-
-    def __init__(self):
-        from types import SimpleNamespace as NS
-
-        self.NS = NS
-
-    def list_topics(self, timeout):
-        NS = self.NS
-        return NS(topics={"t": NS(error=None, partitions={0: None, 1: None})})
-
-    def list_consumer_group_offsets(self, request, request_timeout):
-        NS = self.NS
-        group = request[0].group_id
-        return {group: FakeFuture(NS(topic_partitions=[NS(topic="t", partition=0, offset=7), NS(topic="t", partition=1, offset=-1001)]))}
-
-    def list_offsets(self, specs, request_timeout):
-        latest = type(next(iter(specs.values()))).__name__ == "LatestSpec"
-        values = {0: 10, 1: 4} if latest else {0: 0, 1: 1}
-        return {tp: FakeFuture(self.NS(offset=values[tp.partition])) for tp in specs}
+    def ask(self, *, groups, timeout):
+        rows = {"t": [["t", 0, 7, 0, 10], ["t", 1, None, 1, 4]]}
+        return {"ok": True, "cluster": {"brokers": [[1, "127.0.0.1:9092"]], "controller": 1, "topics": {}},
+                "lag": {group: [row for topic in topics for row in rows.get(topic, [])] for group, topics in groups.items()}}
 
 
 def test_reader_pairs_committed_offsets_with_watermarks_and_skips_unknown_topics():
-    partitions = LagReader(FakeAdmin()).read(group="g", topics=["t", "missing"])
+    partitions = LagReader(FakeProbe()).read(group="g", topics=["t", "missing"])
     assert [(p.partition, p.committed, p.low, p.high, p.lag) for p in partitions] == [(0, 7, 0, 10, 3), (1, None, 1, 4, 3)]
