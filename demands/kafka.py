@@ -125,10 +125,37 @@ def topic_settings(brokers: int) -> tuple[int, dict]:
     return replicas, {"min.insync.replicas": str(2 if replicas >= 2 else 1)}
 
 
-def ensure_topics(topics: Iterable[str], *, partitions: int | None = None, timeout: float = 15.0) -> None:
+AUTHENTICATION_ERRORS = {KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED,
+                         KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED,
+                         KafkaError.GROUP_AUTHORIZATION_FAILED}
+
+
+def is_authentication_error(error: KafkaError | None) -> bool:
+    """Wrong credentials or missing rights: retrying cannot help, so callers fail at once, with the reason."""
+    return error is not None and (error.code() in AUTHENTICATION_ERRORS or "SASL authentication" in error.str())
+
+
+def cluster_metadata(admin: AdminClient, *, timeout: float = 60.0):
+    """The cluster's metadata, waiting up to `timeout` for a broker that is down or restarting (a
+    process that starts during a broker restart waits it out instead of exiting); wrong credentials
+    fail at once (KafkaException with the broker's reason)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            return admin.list_topics(timeout=max(left, 1.0))
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if is_authentication_error(error) or time.monotonic() >= deadline:
+                raise
+            broker_outage.failed(str(exc))
+            time.sleep(min(1.0, max(left, 0)))
+
+
+def ensure_topics(topics: Iterable[str], *, partitions: int | None = None, timeout: float = 60.0) -> None:
     """Create the topics that do not exist yet (demand topics and the DLQ); existing ones are untouched."""
     admin = admin_client()
-    metadata = admin.list_topics(timeout=timeout)
+    metadata = cluster_metadata(admin, timeout=timeout)
     missing = [topic for topic in dict.fromkeys(topics) if topic not in metadata.topics]
     if not missing:
         return

@@ -22,6 +22,8 @@ from django.db import close_old_connections, connections
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from demands.kafka import OutageLog
+
 from . import conf, live
 from .alerts import evaluate_rules
 from .cluster import record_cluster
@@ -61,6 +63,7 @@ class Monitor:
         self.broadcast = broadcast
         self.interval = interval if interval is not None else conf.get("MONITORING_TICK_SECONDS")
         self._last_prune: datetime | None = None
+        self._broker_log = OutageLog(logger, "Kafka, for the monitor's lag and cluster sample")
 
     def lag_targets(self, now: datetime) -> dict[str, list[str]]:
         """Groups to sample: the configured one, and every group a consumer reported in the last hour."""
@@ -86,7 +89,12 @@ class Monitor:
         step("rollup", lambda: rollup_history(now=now))
         step("backlog", lambda: snapshot_backlog(now=now))
         if self.lag_reader is not None:
-            step("lag", lambda: self._sample_lag(now))
+            try:  # a broker outage fails this every tick: one line when it starts, a summary a minute
+                result.steps["lag"] = self._sample_lag(now)
+                self._broker_log.ok()
+            except Exception as exc:
+                self._broker_log.failed(repr(exc))
+                result.errors["lag"] = repr(exc)
         step("alerts", lambda: evaluate_rules(now=now))
         step("deliveries", lambda: process_deliveries(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:

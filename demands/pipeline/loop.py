@@ -42,7 +42,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 
 from .. import live
-from ..kafka import client_config, ensure_topics, make_producer
+from ..kafka import broker_outage, client_config, ensure_topics, make_producer
 from ..models import Demand, RejectedMessage
 from ..monitoring.heartbeat import consumer_heartbeat
 from .parse import IncomingMessage, ParsedBatch, current_rules, parse_batch, record_from
@@ -162,7 +162,7 @@ class ConsumeLoop:
                 **self.consumer_overrides,
             }
         )
-        self._consumer = self.consumer_factory({**config, "logger": logger})
+        self._consumer = self.consumer_factory(config)
         self._producer = self.producer_factory() if self.dlq_topic else None
         self._consumer.subscribe(self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost)
         self._seed_reject_window()
@@ -425,6 +425,7 @@ class ConsumeLoop:
         if error is not None:
             logger.warning("offset commit failed (these records will be read again, harmlessly): %s", error)
             return
+        broker_outage.ok()  # the coordinator answered: the broker is back, if it was gone
         for partition in partitions or ():
             if partition.error is None and self._uncommitted.get((partition.topic, partition.partition)) == partition.offset:
                 del self._uncommitted[(partition.topic, partition.partition)]
