@@ -140,3 +140,26 @@ apt_install() {
     if [ -n "$added_policy" ]; then rm -f "$policy"; fi
     [ "$rc" -eq 0 ] || die "apt-get install $* failed (exit $rc)"
 }
+
+# Send SIGTERM to every pid at once, wait up to $1 seconds for all of them, then SIGKILL the
+# rest. For processes that shut down faster together (a Kafka cluster's nodes).
+kill_all_and_wait() {
+    local grace=$1 pid i left
+    shift
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for ((i = 0; i < grace * 10; i++)); do
+        left=
+        for pid in "$@"; do pid_gone "$pid" || left+=" $pid"; done
+        [ -n "$left" ] || return 0
+        sleep 0.1
+    done
+    warn "pid(s)$left did not exit within ${grace}s of SIGTERM, sending SIGKILL"
+    for pid in $left; do
+        kill -KILL "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            pid_gone "$pid" && break
+            sleep 0.1
+        done
+        pid_gone "$pid" || die "pid $pid survived SIGKILL"
+    done
+}
