@@ -84,10 +84,13 @@ class ClientLog:
 
     def __init__(self, logger_: logging.Logger, outage: OutageLog):
         self.logger, self.outage = logger_, outage
+        self.authentication_failure: tuple[float, str] | None = None  # (monotonic time, librdkafka's words)
 
     def log(self, level, fmt, *args):
         facility = args[0] if args else ""
         message = args[-1] if args else fmt
+        if "SASL authentication error" in str(message) or "Authentication failed" in str(message):
+            self.authentication_failure = (time.monotonic(), str(message)[:500])
         if facility in _CONNECTION_FACILITIES or (level >= logging.WARNING and any(p in str(message) for p in _CONNECTION_PHRASES)):
             self.outage.failed(str(message)[:300])
             return
@@ -142,10 +145,15 @@ def cluster_metadata(admin: AdminClient, *, timeout: float = 60.0):
     deadline = time.monotonic() + timeout
     while True:
         left = deadline - time.monotonic()
+        asked_at = time.monotonic()
         try:
-            return admin.list_topics(timeout=max(left, 1.0))
+            return admin.list_topics(timeout=min(max(left, 1.0), 5.0))  # short asks: a refused login shows between them
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            admin.poll(0.2)  # librdkafka's log lines (served on poll) say why: a refused login among them
+            refused = client_log.authentication_failure
+            if refused is not None and refused[0] >= asked_at - 1:
+                raise KafkaException(KafkaError(KafkaError._AUTHENTICATION, refused[1])) from None
             if is_authentication_error(error) or time.monotonic() >= deadline:
                 raise
             broker_outage.failed(str(exc))

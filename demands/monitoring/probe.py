@@ -43,9 +43,14 @@ class _Child:
     def __init__(self, config: dict):
         from confluent_kafka.admin import AdminClient
 
-        self.config = {**config, "log_level": 3}
+        self.refused: str | None = None  # librdkafka's words for a refused login, when that is why
+        self.config = {**config, "log_level": 3, "error_cb": self._on_error}
         self.admin = AdminClient(self.config)
         self.consumers: dict[str, object] = {}
+
+    def _on_error(self, error) -> None:
+        if "uthentication" in error.str():
+            self.refused = error.str()
 
     def consumer(self, group: str):
         from confluent_kafka import Consumer
@@ -61,7 +66,16 @@ class _Child:
         return self.consumers[group]
 
     def metadata(self, timeout: float) -> dict:
-        metadata = self.admin.list_topics(timeout=timeout)
+        from confluent_kafka import KafkaException
+
+        self.refused = None
+        try:
+            metadata = self.admin.list_topics(timeout=timeout)
+        except KafkaException:
+            self.admin.poll(0.2)  # error callbacks are served on poll: a refused login says so there
+            if self.refused:
+                raise KafkaException(f"authentication failed: {self.refused}") from None
+            raise
         topics = {}
         for name, topic in metadata.topics.items():
             if topic.error is not None or name.startswith("__"):

@@ -42,7 +42,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections, transaction
 
 from .. import live
-from ..kafka import broker_outage, client_config, ensure_topics, make_producer
+from ..kafka import broker_outage, client_config, ensure_topics, is_authentication_error, make_producer
 from ..models import Demand, RejectedMessage
 from ..monitoring.heartbeat import consumer_heartbeat
 from .parse import IncomingMessage, ParsedBatch, current_rules, parse_batch, record_from
@@ -245,6 +245,9 @@ class ConsumeLoop:
                 continue
             elif error.fatal():
                 raise KafkaException(error)
+            elif is_authentication_error(error):  # retrying cannot fix credentials: exit, with the reason
+                raise ConsumerFailed(f"Kafka refused this consumer: {error.str()}. Check KAFKA_CONFIG_SASL_* / "
+                                     "KAFKA_CONFIG_SECURITY_PROTOCOL and the user's ACLs.")
             else:
                 # Transient broker/network errors: librdkafka retries by itself; say so once.
                 logger.warning("consumer error (librdkafka retries): %s", error)

@@ -1,6 +1,7 @@
 import gc
 import signal
 
+from confluent_kafka import KafkaException
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
@@ -53,6 +54,8 @@ class Command(BaseCommand):
             loop.run()
         except ConsumerFailed as exc:
             raise CommandError(str(exc)) from exc
+        except KafkaException as exc:  # at start: broker unreachable for a minute, or credentials refused
+            raise CommandError(f"Kafka: {exc.args[0].str() if exc.args and hasattr(exc.args[0], 'str') else exc}") from exc
 
 
 def tune_garbage_collector() -> None:
