@@ -214,6 +214,10 @@ class Rule(models.Model):
     assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
     stop_processing = models.BooleanField(_("stop after this rule"), default=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set by ingest, cleared when the rule is saved in the admin: why the rule is being skipped
+    # (a pattern the linear-time engine refuses, or an error while matching).
+    match_error = models.TextField(_("match error"), blank=True, editable=False)
+    match_error_at = models.DateTimeField(_("match error at"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["order", "id"]
