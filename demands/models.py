@@ -86,6 +86,9 @@ class Demand(models.Model):
     # instead of a history row each (~1 per demand with typical rules: 12 µs of every demand's
     # ~140 on the ingest hot path, bench/README.md). Later changes are DemandEvent rows.
     rule_changes = models.JSONField(_("rule changes at ingest"), default=list, blank=True)
+    # How the demand came in when not straight from its source: {"via": "dlq-replay",
+    # "rejected_message": id, "by": username} from a replay's Kafka headers. Null for the rest.
+    origin = models.JSONField(_("origin"), null=True, blank=True)
     # Where it came from: the start of its traceable history.
     kafka_topic = models.CharField(_("Kafka topic"), max_length=249, blank=True)
     kafka_partition = models.IntegerField(_("Kafka partition"), null=True, blank=True)
@@ -120,7 +123,10 @@ class Demand(models.Model):
         ordering = ["-id"]
         verbose_name = _("demand")
         verbose_name_plural = _("demands")
-        permissions = [("triage_demand", "Can triage demands (status, priority, assignment, comments)")]
+        permissions = [
+            ("triage_demand", "Can triage demands (status, priority, assignment, comments)"),
+            ("replay_any_source", "Can replay a rejected message under another source"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["source", "message_id"], name="demand_unique_source_message_id"),
         ]

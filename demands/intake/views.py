@@ -195,6 +195,8 @@ def rejected_replay(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except dlq.AlreadyHandled as exc:
         return _after_action(request, pk, error=str(exc), payload=payload)
+    except dlq.SourceChanged as exc:
+        return _after_action(request, pk, error=str(exc), error_status=403, payload=payload)
     except dlq.DeliveryFailed as exc:
         error = _("Kafka did not confirm the replay (%(reason)s). Nothing was recorded; the message is still open.") % {
             "reason": exc
