@@ -1,5 +1,6 @@
 """Django admin for every model. Changes to demands go through the same services as the pages."""
 
+import dataclasses
 import re
 
 from django import forms
@@ -176,7 +177,8 @@ class RuleAdmin(admin.ModelAdmin):
 
 def preview_rule(rule: Rule) -> dict:
     """How many of the latest demands `rule` matches, with a few examples (same matcher as ingest)."""
-    compiled = rules_module.CompiledRule.from_rule(rule)
+    # id None: an error met here (the pattern may be unsaved) is not recorded on the stored rule.
+    compiled = dataclasses.replace(rules_module.CompiledRule.from_rule(rule), id=None)
     matched, examples, sample = 0, [], 0
     for demand in Demand.objects.order_by("-id").only("id", "type", "source", "content")[:PREVIEW_SAMPLE].iterator(chunk_size=2000):
         sample += 1

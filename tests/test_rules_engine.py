@@ -82,6 +82,23 @@ def test_the_admin_form_refuses_a_pattern_the_linear_engine_cannot_run_with_the_
     assert len(error) > len("backreferences and lookarounds") + 30  # RE2's own reason is there too
 
 
+def test_the_admin_form_refuses_a_pattern_over_the_engines_memory_budget_with_the_reason():
+    form = RuleAdminForm(data=form_data(match_regex=r"(\w+\s?){1000}"))
+    assert not form.is_valid()
+    assert "pattern too large" in form.errors["match_regex"][0]
+
+
+def test_preview_of_an_unsaved_pattern_records_nothing_on_the_stored_rule(monkeypatch):
+    stored = rule(name="stored", match_regex="a")
+    ingest_one(content="a")
+    monkeypatch.setattr(CompiledRule, "_matches", lambda self, **_: 1 / 0)
+    preview = preview_rule(Rule(pk=stored.pk, name="stored", match_regex="b", set_priority=Priority.URGENT))
+    assert preview["matched"] == 0
+    rules.flush_rule_errors()
+    stored.refresh_from_db()
+    assert stored.match_error == ""
+
+
 def test_the_admin_form_still_refuses_a_pattern_that_does_not_compile():
     form = RuleAdminForm(data=form_data(match_regex="(unclosed"))
     assert not form.is_valid() and form.errors["match_regex"]
