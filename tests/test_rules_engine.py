@@ -183,19 +183,17 @@ ATOMS = ["a", "b", "需", "求", "失败", ".", r"\w", r"\d", r"\s", r"\W", "[a�
 QUANTIFIERS = ["", "*", "+", "?", "{2}", "{1,3}", "*?", "+?"]
 
 
-def _patterns():
-    atom = st.sampled_from(ATOMS)
-    return st.recursive(
-        st.tuples(atom, st.sampled_from(QUANTIFIERS)).map("".join),
-        lambda inner: st.one_of(
-            st.tuples(st.lists(inner, min_size=1, max_size=3).map("".join), st.sampled_from(QUANTIFIERS)).map(
-                lambda pair: f"({pair[0]}){pair[1]}"
-            ),
-            st.lists(inner, min_size=2, max_size=3).map("|".join),
-            st.tuples(st.sampled_from(["^", ""]), inner, st.sampled_from(["$", ""])).map("".join),
-        ),
-        max_leaves=6,
+def _nest(inner):
+    group = st.tuples(st.lists(inner, min_size=1, max_size=3).map("".join), st.sampled_from(QUANTIFIERS))
+    return st.one_of(
+        group.map(lambda pair: f"({pair[0]}){pair[1]}"),  # nested quantifiers: ((a+)+)
+        st.lists(inner, min_size=2, max_size=3).map("|".join),
+        st.tuples(st.sampled_from(["^", ""]), inner, st.sampled_from(["$", ""])).map("".join),
     )
+
+
+def _patterns():
+    return st.recursive(st.tuples(st.sampled_from(ATOMS), st.sampled_from(QUANTIFIERS)).map("".join), _nest, max_leaves=6)
 
 
 CONTENT = st.text(alphabet="abAB需求失败 \n.1٣-_é\u3000", max_size=40)
