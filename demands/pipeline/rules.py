@@ -45,7 +45,8 @@ class PatternRefused(ValueError):
 
 def re2_pattern(pattern: str) -> str:
     """`pattern` with `re`'s meaning in RE2's syntax: Unicode \\w \\d \\s (and negations), \\Z,
-    and `$` also before a final newline. \\b stays RE2's (ASCII word characters)."""
+    and `$` also before a final newline (consuming it: a pattern that goes on after `$` and needs
+    that newline differs). \\b stays RE2's (ASCII word characters)."""
     out, index, length = [], 0, len(pattern)
     in_class = class_start = False
     multiline = bool(_MULTILINE_FLAG.search(pattern))
