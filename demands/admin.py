@@ -1,5 +1,8 @@
 """Django admin for every model. Changes to demands go through the same services as the pages."""
 
+import dataclasses
+import re
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -98,9 +101,18 @@ class RuleAdminForm(forms.ModelForm):
 
     def clean_match_regex(self):
         pattern = self.cleaned_data["match_regex"]
-        error = rules_module.validate_regex(pattern) if pattern else None
-        if error:
-            raise forms.ValidationError(_("Not a valid regular expression: %(error)s"), params={"error": error})
+        if pattern:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise forms.ValidationError(_("Not a valid regular expression: %(error)s"), params={"error": str(exc)})
+            error = rules_module.validate_regex(pattern)
+            if error:
+                raise forms.ValidationError(
+                    _("Patterns run in linear time (RE2), which has no backreferences and lookarounds; "
+                      "this one cannot run: %(error)s"),
+                    params={"error": error},
+                )
         return pattern
 
     def clean(self):
@@ -115,7 +127,7 @@ class RuleAdmin(admin.ModelAdmin):
     """Rules apply at ingest in `order`. "Preview" shows what a rule would match before saving."""
 
     form = RuleAdminForm
-    list_display = ("name", "order", "enabled", "match_types", "match_sources", "match_keywords", "match_regex", "set_priority", "assign_to", "assign_team")
+    list_display = ("name", "order", "enabled", "match_types", "match_sources", "match_keywords", "match_regex", "set_priority", "assign_to", "assign_team", "skipped_because")
     list_editable = ("order", "enabled")
     list_filter = ("enabled",)
     search_fields = ("name",)
@@ -125,6 +137,15 @@ class RuleAdmin(admin.ModelAdmin):
         (_("Match (all given conditions must hold)"), {"fields": ("match_types", "match_sources", "match_keywords", "match_regex")}),
         (_("Actions"), {"fields": ("set_priority", "add_tags", "set_category", "assign_to", "assign_team")}),
     )
+
+    @admin.display(description=_("skipped at ingest because"))
+    def skipped_because(self, obj):
+        return obj.match_error[:200]
+
+    def save_model(self, request, obj, form, change):
+        # Edited: let ingest try it afresh (it records the error again if there still is one).
+        obj.match_error, obj.match_error_at = "", None
+        super().save_model(request, obj, form, change)
 
     def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
         if request.method == "POST" and "_preview" in request.POST:
@@ -156,7 +177,8 @@ class RuleAdmin(admin.ModelAdmin):
 
 def preview_rule(rule: Rule) -> dict:
     """How many of the latest demands `rule` matches, with a few examples (same matcher as ingest)."""
-    compiled = rules_module.CompiledRule.from_rule(rule)
+    # id None: an error met here (the pattern may be unsaved) is not recorded on the stored rule.
+    compiled = dataclasses.replace(rules_module.CompiledRule.from_rule(rule), id=None)
     matched, examples, sample = 0, [], 0
     for demand in Demand.objects.order_by("-id").only("id", "type", "source", "content")[:PREVIEW_SAMPLE].iterator(chunk_size=2000):
         sample += 1

@@ -86,6 +86,9 @@ class Demand(models.Model):
     # instead of a history row each (~1 per demand with typical rules: 12 µs of every demand's
     # ~140 on the ingest hot path, bench/README.md). Later changes are DemandEvent rows.
     rule_changes = models.JSONField(_("rule changes at ingest"), default=list, blank=True)
+    # How the demand came in when not straight from its source: {"via": "dlq-replay",
+    # "rejected_message": id, "by": username} from a replay's Kafka headers. Null for the rest.
+    origin = models.JSONField(_("origin"), null=True, blank=True)
     # Where it came from: the start of its traceable history.
     kafka_topic = models.CharField(_("Kafka topic"), max_length=249, blank=True)
     kafka_partition = models.IntegerField(_("Kafka partition"), null=True, blank=True)
@@ -120,7 +123,10 @@ class Demand(models.Model):
         ordering = ["-id"]
         verbose_name = _("demand")
         verbose_name_plural = _("demands")
-        permissions = [("triage_demand", "Can triage demands (status, priority, assignment, comments)")]
+        permissions = [
+            ("triage_demand", "Can triage demands (status, priority, assignment, comments)"),
+            ("replay_any_source", "Can replay a rejected message under another source"),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["source", "message_id"], name="demand_unique_source_message_id"),
         ]
@@ -214,6 +220,10 @@ class Rule(models.Model):
     assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
     stop_processing = models.BooleanField(_("stop after this rule"), default=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set by ingest, cleared when the rule is saved in the admin: why the rule is being skipped
+    # (a pattern the linear-time engine refuses, or an error while matching).
+    match_error = models.TextField(_("match error"), blank=True, editable=False)
+    match_error_at = models.DateTimeField(_("match error at"), null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["order", "id"]

@@ -40,6 +40,9 @@ class FakeMessage:
     def timestamp(self):
         return (1, 1743849000000)
 
+    def headers(self):
+        return self.rec.headers
+
 
 class FakeConsumer:
     """Hands out the given batches once, then stops the loop; records what was committed."""

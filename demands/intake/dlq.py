@@ -15,6 +15,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from .. import schema
 from ..kafka import DeliveryFailed, deliver, demand_key
@@ -22,7 +23,7 @@ from ..models import Demand
 from .models import RejectedMessage
 
 __all__ = [
-    "AlreadyHandled", "DeliveryFailed", "ReplayOutcome", "payload_pretty", "rejected_message_discard",
+    "AlreadyHandled", "DeliveryFailed", "ReplayOutcome", "SourceChanged", "payload_pretty", "rejected_message_discard",
     "rejected_message_get", "rejected_message_page", "rejected_message_replay", "replay_outcome",
 ]
 
@@ -32,6 +33,23 @@ CLOCK_SKEW_MARGIN = timedelta(minutes=10)
 
 class AlreadyHandled(Exception):
     """Someone else replayed or discarded this message first."""
+
+
+class SourceChanged(Exception):
+    """The corrected payload names another source than the message had, and the actor may not
+    change it: a replay would pass for that source's own message (and claim one of its ids)."""
+
+
+REPLAY_ANY_SOURCE = "demands.replay_any_source"
+
+
+def _source(payload: bytes | str | None) -> str | None:
+    try:
+        data = json.loads(payload or b"")
+    except (ValueError, RecursionError):
+        return None
+    source = data.get("source") if isinstance(data, dict) else None
+    return source if isinstance(source, str) else None
 
 
 # -- reads ----------------------------------------------------------------------------------------
@@ -124,6 +142,8 @@ def rejected_message_replay(*, rejected: RejectedMessage, actor, payload: str | 
     """Produce `payload` (or the original bytes, unchanged, when None) to the demand topic.
 
     Waits for the broker's confirmation, then records the action and where the record went.
+    The source stays the original's when that was readable, unless the actor has the permission
+    "demands.replay_any_source" (superusers do): else SourceChanged, and nothing is produced.
     Raises AlreadyHandled if the message is not open, DeliveryFailed if Kafka did not confirm
     (then nothing is recorded and the message stays open). Two people replaying at the same
     moment can both produce; only the first is recorded, and the second copy is harmless
@@ -132,6 +152,12 @@ def rejected_message_replay(*, rejected: RejectedMessage, actor, payload: str | 
     if rejected.status != Status.OPEN:
         raise AlreadyHandled(f"rejected message #{rejected.pk} is already {rejected.get_status_display().lower()}")
     value = bytes(rejected.payload or b"") if payload is None else payload.encode("utf-8", errors="surrogatepass")
+    if payload is not None:
+        original, corrected = _source(bytes(rejected.payload or b"")), _source(value)
+        if original is not None and corrected is not None and corrected != original and not actor.has_perm(REPLAY_ANY_SOURCE):
+            raise SourceChanged(gettext(
+                "The message came from source “%(original)s”; a replay may not change it to “%(corrected)s”."
+            ) % {"original": original, "corrected": corrected})
     headers = [("replay.of", str(rejected.pk).encode()), ("replay.by", actor.get_username().encode())]
     started = timezone.now()  # before the consumer can possibly have read it
     [delivered] = deliver([(_replay_topic(rejected), _replay_key(value, rejected), value, headers)])

@@ -1,5 +1,6 @@
 """Per-source API keys for HTTP ingest: created and shown once, stored hashed, checked per
-request, with a token-bucket rate limit per key and the web origins each key allows.
+request, with a token-bucket rate limit per key, the web origins each key allows, and — for keys
+used from web pages, which are public — a limit per client address.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import secrets
 import time
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, FloatField, Value
 from django.db.models.functions import Cast, Greatest, Least
 from django.db.models.lookups import GreaterThanOrEqual
@@ -145,3 +147,36 @@ def rate_limit_take(*, api_key: SourceApiKey, cost: int, now: float | None = Non
     return max((cost - have) / rate, 0.001)
 
 
+
+
+def is_browser_use(*, api_key: SourceApiKey, origin: str | None) -> bool:
+    """A key that allows web origins is public (it sits in a page), with or without an Origin
+    header on this request; and any key sent with an Origin comes from a page."""
+    return bool(origin) or bool(api_key.allowed_origins.strip())
+
+
+def address_limit_take(*, api_key: SourceApiKey, address: str, now: float | None = None) -> float | None:
+    """Count one request of `address` with this key. None when allowed, else seconds to wait.
+
+    INGEST_PER_ADDRESS_PER_MINUTE requests per address and key in each minute, so one visitor (or
+    a script that lifted the key from the page) cannot drain the key's bucket for every other
+    visitor. A counter per minute in Django's cache: `incr` is atomic on Redis, so processes
+    sharing a Redis cache share the limit; with the per-process default cache each process
+    counts on its own (the key's bucket, in the database, still bounds the total). 0 turns it off.
+    """
+    limit = getattr(settings, "INGEST_PER_ADDRESS_PER_MINUTE", 30)
+    if limit <= 0:
+        return None
+    now = time.time() if now is None else now
+    window = int(now // 60)
+    digest = hashlib.sha256(address.encode()).hexdigest()[:32]
+    counter = f"ingest-address:{api_key.prefix}:{digest}:{window}"
+    cache.add(counter, 0, timeout=120)
+    try:
+        count = cache.incr(counter)
+    except ValueError:  # evicted between add and incr
+        cache.set(counter, 1, timeout=120)
+        count = 1
+    if count <= limit:
+        return None
+    return max((window + 1) * 60 - now, 1.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import RequestDataTooBig
@@ -14,6 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from .. import schema
 from ..access import staff_required
+from ..login_throttle import client_address
 from . import dlq, http as http_ingest, keys
 from .keys import IngestRefused
 from .models import RejectedMessage
@@ -64,6 +67,13 @@ def api_ingest(request: HttpRequest) -> HttpResponse:
     if origin and not keys.origin_allowed(origin, api_key=api_key, own_origin=_own_origin(request)):
         # CORS alone only stops the browser from reading the answer; refuse the write here too.
         return _allow_origin(JsonResponse({"error": f"origin {origin} is not allowed for this API key"}, status=403), None)
+    if keys.is_browser_use(api_key=api_key, origin=origin):
+        # Before the key's bucket: one address must not spend the tokens of every visitor.
+        wait = keys.address_limit_take(api_key=api_key, address=client_address(request))
+        if wait is not None:
+            response = JsonResponse({"error": "too many requests from this address with this key; retry later"}, status=429)
+            response["Retry-After"] = str(math.ceil(wait))
+            return _allow_origin(response, origin)
 
     too_big = JsonResponse({"error": f"body is larger than {settings.INGEST_MAX_BODY_BYTES} bytes"}, status=413)
     try:
@@ -185,6 +195,8 @@ def rejected_replay(request: HttpRequest, pk: int) -> HttpResponse:
         )
     except dlq.AlreadyHandled as exc:
         return _after_action(request, pk, error=str(exc), payload=payload)
+    except dlq.SourceChanged as exc:
+        return _after_action(request, pk, error=str(exc), error_status=403, payload=payload)
     except dlq.DeliveryFailed as exc:
         error = _("Kafka did not confirm the replay (%(reason)s). Nothing was recorded; the message is still open.") % {
             "reason": exc

@@ -36,6 +36,7 @@ class IncomingMessage:
     value: bytes | None
     key: bytes | None = None
     timestamp: datetime | None = None
+    headers: tuple | None = None  # Kafka headers ((name, bytes | None), ...); None when there are none
 
 
 @dataclass(slots=True)
@@ -61,6 +62,7 @@ class NewDemand:
     team_id: int | None = None
     group_id: int | None = None
     rule_changes: list = field(default_factory=list)  # what apply_rules changed, as stored (see Demand)
+    origin: dict | None = None  # a DLQ replay's trace (see Demand.origin)
     pk: int | None = None
     row: tuple | None = None  # database values of STATIC_COLUMNS, built once (in the parser thread)
 
@@ -74,7 +76,7 @@ class NewDemand:
 STORE_COLUMNS = ("received_at", "group_id")
 STATIC_COLUMNS = tuple(f.name for f in fields(NewDemand) if f.name not in ("pk", "row", *STORE_COLUMNS))
 ROW_COLUMNS = STATIC_COLUMNS + STORE_COLUMNS
-JSON_COLUMNS = {"tags", "extra", "rule_changes"}
+JSON_COLUMNS = {"tags", "extra", "rule_changes", "origin"}
 
 
 _default_rulebook = RuleBook()
@@ -137,7 +139,18 @@ def new_demand(message: schema.DemandMessage, record: IncomingMessage, now: date
         kafka_offset=record.offset,
         kafka_timestamp=record.timestamp,
         received_at=now,
+        origin=replay_origin(record.headers) if record.headers else None,
     )
+
+
+def replay_origin(headers: tuple) -> dict | None:
+    """The trace of a DLQ replay (its `replay.of` / `replay.by` headers), or None."""
+    values = dict(headers)
+    try:
+        rejected = int(values.get("replay.of") or b"")
+    except ValueError:
+        return None
+    return {"via": "dlq-replay", "rejected_message": rejected, "by": (values.get("replay.by") or b"").decode("utf-8", "replace")}
 
 
 _static_values = operator.attrgetter(*STATIC_COLUMNS)  # one C call for the row's values
@@ -147,7 +160,8 @@ _JSON_INDEXES = [index for index, name in enumerate(STATIC_COLUMNS) if name in J
 def _static_row(demand: NewDemand) -> tuple:
     row = list(_static_values(demand))
     for index in _JSON_INDEXES:
-        row[index] = _dumps(row[index])
+        if row[index] is not None:  # a null origin is SQL NULL, not JSON null
+            row[index] = _dumps(row[index])
     return tuple(row)
 
 
@@ -214,6 +228,7 @@ _MAX_TIMESTAMP_MS = int(datetime(9999, 12, 30, tzinfo=dt_timezone.utc).timestamp
 
 def record_from(message) -> IncomingMessage:
     kind, millis = message.timestamp()
+    headers = message.headers()  # None without headers: nothing is built on the common path
     timestamp = None
     if kind != 0 and millis is not None and 0 <= millis <= _MAX_TIMESTAMP_MS:  # 0 = TIMESTAMP_NOT_AVAILABLE
         # Producers set CreateTime; brokers before Kafka 3.6 accept any value by default, and
@@ -226,4 +241,5 @@ def record_from(message) -> IncomingMessage:
         value=message.value(),
         key=message.key(),
         timestamp=timestamp,
+        headers=tuple(headers) if headers else None,
     )
