@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('demands', '0012_rule_changes_on_the_demand'),
+        ('demands', '0014_demand_origin_and_replay_permission'),
     ]
 
     operations = [
