@@ -4,10 +4,10 @@ The consume loop hands what it read to one worker thread ("parse"), which parses
 checks them and applies the rules (`parse_batch(records, rules)`) while the loop's thread waits
 on the database for the previous batch (the worker holds the GIL while it works; a wait on the
 database does not). The rules are read in the loop's thread and handed over with the messages;
-the worker never touches the Kafka consumer (a Message is a plain value once consumed) nor the
-database. Nothing read ahead is committed before it is stored; a batch read ahead when a stop
-comes is dropped, uncommitted, and Kafka re-delivers it. If the worker's parse raises, the loop
-parses the batch again in its own thread, where a failure is retried like any other.
+the worker never touches the Kafka consumer (a Message is a plain value once consumed). Nothing
+read ahead is committed before it is stored; a batch read ahead when a stop comes is dropped,
+uncommitted, and Kafka re-delivers it. If the worker's parse raises, the loop parses the batch
+again in its own thread, where a failure is retried like any other.
 """
 
 from __future__ import annotations
