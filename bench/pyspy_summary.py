@@ -33,7 +33,8 @@ def _frame_at(relative: str, function: str, needle: str) -> str:
     return "\0never"
 
 
-CONSUME_CALLS = (_frame_at("demands/kafka.py", "ConsumeLoop.run", "self._consumer.consume("),
+# Every line of ConsumeLoop._read calls consume() (or is the function's own frame).
+CONSUME_CALLS = ("ConsumeLoop._read (demands/pipeline/loop.py:",
                  _frame_at("bench/floor_consumer.py", "main", "consumer.consume("))
 FLOOR_COMMIT = _frame_at("bench/floor_consumer.py", "main", "consumer.commit(")
 SQLITE_EXECUTE = _frame_at("django/db/backends/sqlite3/base.py", "SQLiteCursorWrapper.execute", "return super().execute(query, params)")
@@ -61,13 +62,13 @@ RULES = [
     ("broadcast: group_send (async_to_sync + channel layer)", _has("broadcast_demands_created")),
     ("broadcast: read created rows back (prototype)", lambda s, l: "run_consumer.py" in s and "persist (" in s
      and "persist_batch_fast" not in s),
-    ("dead-letter produce", _has("_dead_letter (demands/kafka.py")),
-    ("Kafka offset commit (synchronous)", lambda s, l: "_commit (demands/kafka.py" in s or l.startswith(FLOOR_COMMIT)),
+    ("dead-letter produce", _has("(demands/pipeline/dead_letter.py:")),
+    ("Kafka offset commit", lambda s, l: "(demands/pipeline/offsets.py:" in s or l.startswith(FLOOR_COMMIT)),
     ("DB transaction commit", lambda s, l: "Atomic.__exit__" in s or "Transaction.__exit__ (psycopg" in s),
     ("parse: json.loads (stdlib)", lambda s, l: _in_parse(s) and ("json/decoder.py" in s or "loads (json/" in s)),
     ("parse: orjson.loads", lambda s, l: l.startswith(ORJSON_CALL)),
     ("parse: validation (demands.schema)", lambda s, l: "parse_demand (" in s or "demand_from_dict (" in s),
-    ("build Demand objects (Model.__init__)", _has("build_demand (demands/ingest.py")),
+    ("build demand rows (new_demand)", _has("new_demand (demands/pipeline/parse.py")),
     ("existing-identity SELECT: database", lambda s, l: "_existing_identities" in s and _db_wait(s, l)),
     ("existing-identity SELECT: ORM + driver", _has("_existing_identities")),
     ("bulk_create: database", lambda s, l: "bulk_create" in s and _db_wait(s, l)),
@@ -81,10 +82,10 @@ RULES = [
     ("executemany INSERT (SQLite)", lambda s, l: l.startswith("SqliteWriter.write")),
     ("build row tuples", lambda s, l: "persist_batch_fast (" in s or "rows_from (" in s),
     ("persist: other", lambda s, l: "persist_batch" in s or "PostgresWriter" in s),
-    ("Kafka Message → IncomingMessage", _has("_record_from")),
+    ("Kafka Message → IncomingMessage", _has("record_from (demands/pipeline/parse.py")),
     ("connection health check", _has("close_old_connections")),
     ("Kafka consume() (incl. waiting for messages)",
-     lambda s, l: l.startswith(CONSUME_CALLS) or "_valid (demands/kafka.py" in l),
+     lambda s, l: l.startswith(CONSUME_CALLS) or "ConsumeLoop._valid (demands/pipeline/loop.py" in l),
 ]
 
 

@@ -1,10 +1,11 @@
 """`consume_demands` with the prototype persist path swapped in (bench/prototype_persist.py).
 
 The same ConsumeLoop, settings, batching, commits and signal handling as the command; only
-`demands.loop_module.persist_batch` is replaced (`--persist ours` keeps it, to measure other variants
-alone). With broadcast on, the newest created rows are read back (one query) because
+`demands.pipeline.loop.persist_batch` is replaced (`--persist ours` keeps it, to measure other
+variants alone). With broadcast on, the newest created rows are read back (one query) because
 `live.broadcast_demands_created` renders Demand instances. `--async-commit` commits offsets
-without waiting for the broker's answer (a variant to measure, with a synchronous commit at close).
+without waiting for the broker's answer (the loop's own asynchronous mode, `async_commit=True`,
+whatever CONSUMER_ASYNC_COMMIT says; unconfirmed offsets are committed synchronously at close).
 
     DATABASE_URL=… python -m bench.run_consumer --topics T --group G [--no-broadcast] [--persist ours|fast]
 """
@@ -34,6 +35,7 @@ def main() -> int:
     from django.conf import settings
 
     from bench.prototype_persist import persist_batch_fast
+    from demands.management.commands.consume_demands import tune_switch_interval
     from demands.pipeline import loop as loop_module
     from demands.pipeline.persist import BatchResult
     from demands.models import Demand
@@ -49,34 +51,12 @@ def main() -> int:
 
     if args.persist == "fast":
         loop_module.persist_batch = persist
-    if args.async_commit:
-        from confluent_kafka import TopicPartition
-
-        last: dict = {}
-
-        def commit_async(self, records):
-            offsets = {}
-            for record in records:
-                offsets[(record.topic, record.partition)] = record.offset + 1
-            last.update(offsets)
-            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=True)
-
-        original_close = loop_module.ConsumeLoop._close
-
-        def close_with_final_commit(self):
-            if self._consumer is not None and last:
-                try:
-                    self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in last.items()], asynchronous=False)
-                except Exception:  # a rebalance since: the new owner re-reads, harmlessly
-                    pass
-            original_close(self)
-
-        loop_module.ConsumeLoop._commit = commit_async
-        loop_module.ConsumeLoop._close = close_with_final_commit
     loop = loop_module.ConsumeLoop(
         topics=[t for t in args.topics.split(",") if t], group=args.group,
         batch_size=args.batch_size, batch_timeout=args.batch_time, broadcast=broadcast,
+        async_commit=True if args.async_commit else None,
     )
+    tune_switch_interval()  # what consume_demands does for its process (the loop itself does not)
     signal.signal(signal.SIGTERM, lambda *_: loop.stop())
     signal.signal(signal.SIGINT, lambda *_: loop.stop())
     loop.run()

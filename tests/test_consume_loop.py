@@ -350,14 +350,14 @@ def test_a_revoked_partition_gets_its_stored_offsets_committed_at_once_and_rebal
     loop.run()
     consumer = holder["consumer"]
     consumer.callbacks["on_assign"](consumer, [TopicPartition("demand-topic", 0), TopicPartition("demand-topic", 1)])
-    assert loop._owned == {("demand-topic", 0), ("demand-topic", 1)}
+    assert loop.partitions.owned == {("demand-topic", 0), ("demand-topic", 1)}
     assert consumer.modes == ["async", "sync"]  # the batch's commit, then the one on close
-    loop._uncommitted = {("demand-topic", 0): 11}  # as if a batch had just been stored, its commit in flight
+    loop.offsets.uncommitted = {("demand-topic", 0): 11}  # as if a batch had just been stored, its commit in flight
     consumer.callbacks["on_revoke"](consumer, [TopicPartition("demand-topic", 0)])
     assert consumer.commits[-1] == {("demand-topic", 0): 11} and consumer.modes[-1] == "sync"
-    assert loop._owned == {("demand-topic", 1)}
+    assert loop.partitions.owned == {("demand-topic", 1)}
     consumer.callbacks["on_lost"](consumer, [TopicPartition("demand-topic", 1)])
-    assert loop._owned == set()
+    assert loop.partitions.owned == set()
     messages = [r.getMessage() for r in caplog.records]
     assert "partitions assigned: demand-topic[0,1]; consuming demand-topic[0,1]" in messages
     assert "partitions revoked: demand-topic[0]; consuming demand-topic[1]" in messages

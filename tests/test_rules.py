@@ -198,7 +198,7 @@ def test_the_consume_loop_pushes_rule_assignment_notifications_live(bob):
             return None
 
     try:
-        loop._handle([record(message(), offset=1)])
+        loop._handle(parse.parse_batch([record(message(), offset=1)]))
         event = async_to_sync(receive)()
     finally:
         async_to_sync(layer.group_discard)(live.user_group(bob.pk), channel)

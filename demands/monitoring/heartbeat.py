@@ -3,7 +3,8 @@
 A process that dies without signing off (kill -9, OOM, lost host) keeps a heartbeat that ages:
 after MONITORING_CONSUMER_DEAD_AFTER seconds it shows as dead on the monitoring page, and the
 heartbeat alert rule fires. A heartbeat that cannot be written (database down) is logged and
-skipped: liveness reporting never stops ingestion.
+skipped: liveness reporting never stops ingestion. What a heartbeat says about the loop (group,
+topics, partitions, totals) comes from the loop's `snapshot()`, never from its Kafka consumer.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class HeartbeatWriter:
         self.clock = clock
         self.monotonic = monotonic
         self.hostname = socket.gethostname()
-        self.name = f"{self.hostname}:{os.getpid()}:{loop.group}:{next(_sequence)}"[:200]
+        self.name = f"{self.hostname}:{os.getpid()}:{loop.snapshot().group}:{next(_sequence)}"[:200]
         self.started_at = clock()
         self._last_write: float | None = None
         self._failing = False
@@ -63,30 +64,23 @@ class HeartbeatWriter:
         self._write(stopped=True, error=repr(error) if error is not None else "")
         running_loops.discard(self.loop)
 
-    def _assignment(self) -> list[str]:
-        consumer = getattr(self.loop, "_consumer", None)
-        if consumer is None:
-            return []
-        try:
-            return sorted(f"{tp.topic}[{tp.partition}]" for tp in consumer.assignment())
-        except Exception:  # closed consumer, fake consumer in a test
-            return []
-
     def _write(self, *, stopped: bool, error: str = "") -> None:
         now = self.clock()
-        totals = getattr(self.loop, "totals", {})
+        # The loop's snapshot, not its Kafka consumer: a consumer is called only from the thread
+        # that polls it, and this writer may run elsewhere.
+        snapshot = self.loop.snapshot()
         values = {
             "hostname": self.hostname[:200],
             "pid": os.getpid(),
-            "group": self.loop.group[:255],
-            "topics": ",".join(self.loop.topics)[:1000],
+            "group": snapshot.group[:255],
+            "topics": ",".join(snapshot.topics)[:1000],
             "started_at": self.started_at,
             "last_seen_at": now,
             "stopped_at": now if stopped else None,
             "stop_error": error,
-            "assignment": self._assignment(),
-            "batches": totals.get("batches", 0),
-            "messages": sum(totals.get(key, 0) for key in ("created", "duplicates", "rejected")),
+            "assignment": sorted(f"{topic}[{partition}]" for topic, partition in snapshot.partitions),
+            "batches": snapshot.totals.get("batches", 0),
+            "messages": snapshot.messages,
         }
         try:
             ConsumerHeartbeat.objects.update_or_create(name=self.name, defaults=values)

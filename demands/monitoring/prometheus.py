@@ -2,8 +2,10 @@
 
 - `ConsumeLoopCollector` (registered in the default registry) reports the consume loops running
   in this process: batches and messages by outcome (counters reset when a loop restarts, which
-  Prometheus handles), assigned partitions and their lag as the consumer itself sees it. The
-  consumer command serves it with prometheus_client's HTTP server (`--metrics-port`).
+  Prometheus handles), assigned partitions and their lag as the consumer itself sees it. All of
+  it comes from each loop's `snapshot()`, which the loop's thread keeps current: a scrape runs in
+  another thread and never calls a Kafka consumer. The consumer command serves it with
+  prometheus_client's HTTP server (`--metrics-port`).
 - `DatabaseCollector` (web `/metrics` only) reads backlog, lag samples, heartbeats, open alerts,
   per-minute flow and latency percentiles — one process answers for the whole system.
 """
@@ -42,14 +44,16 @@ class ConsumeLoopCollector:
         )
         per_group: dict[str, dict] = {}
         for loop in loops:
-            totals = per_group.setdefault(loop.group, {"loops": 0, "batches": 0, "created": 0, "duplicates": 0, "rejected": 0, "assigned": 0})
+            # The loop's snapshot, never its Kafka consumer: a scrape runs in another thread.
+            snapshot = loop.snapshot()
+            totals = per_group.setdefault(snapshot.group, {"loops": 0, "batches": 0, "created": 0, "duplicates": 0, "rejected": 0, "assigned": 0})
             totals["loops"] += 1
             for key in ("batches", "created", "duplicates", "rejected"):
-                totals[key] += loop.totals.get(key, 0)
-            for topic, partition, lag in _position_lags(loop):
-                totals["assigned"] += 1
+                totals[key] += snapshot.totals.get(key, 0)
+            totals["assigned"] += len(snapshot.partitions)
+            for topic, partition, lag in snapshot.lags:  # measured by the loop's thread (at most 1 s old)
                 if lag is not None:
-                    partition_lag.add_metric([loop.group, topic, str(partition)], lag)
+                    partition_lag.add_metric([snapshot.group, topic, str(partition)], lag)
         for group, totals in per_group.items():
             running.add_metric([group], totals["loops"])
             batches.add_metric([group], totals["batches"])
@@ -58,25 +62,6 @@ class ConsumeLoopCollector:
             messages.add_metric([group, "rejected"], totals["rejected"])
             assigned.add_metric([group], totals["assigned"])
         yield from (running, batches, messages, assigned, partition_lag)
-
-
-def _position_lags(loop):
-    consumer = getattr(loop, "_consumer", None)
-    if consumer is None:
-        return []
-    try:
-        partitions = consumer.position(consumer.assignment())
-    except Exception:  # closed, or a test double
-        return []
-    result = []
-    for tp in partitions:
-        try:
-            _low, high = consumer.get_watermark_offsets(tp, cached=True)
-        except Exception:
-            high = None
-        lag = max(high - tp.offset, 0) if high is not None and high >= 0 and tp.offset >= 0 else None
-        result.append((tp.topic, tp.partition, lag))
-    return result
 
 
 class DatabaseCollector:

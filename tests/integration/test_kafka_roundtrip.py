@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from demands.pipeline import loop as loop_module
+from demands.pipeline.offsets import OffsetCommitter
 from demands.models import Demand, RejectedMessage
 
 from ..conftest import REFERENCE
@@ -70,7 +70,7 @@ def test_consumer_stopped_before_its_commit_gets_the_batch_again_without_duplica
         raise SimulatedCrash("killed after the database commit, before the offset commit")
 
     with monkeypatch.context() as patch:
-        patch.setattr(loop_module.ConsumeLoop, "_commit", crash)
+        patch.setattr(OffsetCommitter, "commit", crash)
         with RunningLoop(topic, consumer_group) as first:
             wait_for(lambda: first.error is not None)
         assert isinstance(first.error, SimulatedCrash)

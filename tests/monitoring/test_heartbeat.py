@@ -8,6 +8,7 @@ from django.db import DatabaseError
 from demands.monitoring import heartbeat as heartbeat_module
 from demands.monitoring.heartbeat import HeartbeatWriter, consumer_states
 from demands.monitoring.models import ConsumerHeartbeat
+from demands.pipeline.snapshot import LoopSnapshot
 
 from ..conftest import REFERENCE, record
 from ..test_consume_loop import make_loop
@@ -27,6 +28,9 @@ class FakeLoop:
     def __init__(self, group="g"):
         self.group, self.topics = group, ["demand-topic"]
         self.totals = {"batches": 2, "created": 5, "duplicates": 1, "rejected": 1}
+
+    def snapshot(self):
+        return LoopSnapshot(group=self.group, topics=tuple(self.topics), totals=self.totals)
 
 
 def fake_loop(group="g"):

@@ -17,6 +17,7 @@ from demands.monitoring.lag import PartitionLag
 from demands.monitoring.models import Alert, AlertRule, BacklogSample, FlowBucket, LagSample, MonitoringCursor
 from demands.monitoring.monitor import Monitor
 from demands.monitoring.prometheus import ConsumeLoopCollector, start_consumer_metrics_server
+from demands.pipeline.snapshot import LoopSnapshot, position_lags
 
 from .conftest import make_demand, make_rule
 
@@ -132,6 +133,10 @@ class LoopForMetrics:
         self.group = "exporter-test-group"
         self.totals = {"batches": 4, "created": 30, "duplicates": 2, "rejected": 1}
         self._consumer = FakeKafkaConsumer()
+
+    def snapshot(self):  # what ConsumeLoop's thread publishes; the exporter reads only this
+        return LoopSnapshot(group=self.group, topics=("demand-topic",), totals=self.totals,
+                            partitions=[("demand-topic", 0), ("demand-topic", 1)], lags=position_lags(self._consumer))
 
 
 class OneCollector:
