@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,10 +26,18 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    # Only acceptable for local use; production must set DJANGO_SECRET_KEY (check --deploy says so).
-    "django-insecure-local-development-key-change-me-in-production-0123456789"
-)
+_DEVELOPMENT_SECRET_KEY = "django-insecure-local-development-key-change-me-in-production-0123456789"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _DEVELOPMENT_SECRET_KEY
+if not DEBUG and SECRET_KEY == _DEVELOPMENT_SECRET_KEY:
+    # A published key signs anyone's session cookie: with DEBUG off (production) refuse to start
+    # rather than run with it. `make run` sets nothing and keeps DEBUG on, so it is unaffected.
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG=0 needs DJANGO_SECRET_KEY: refusing to start with the built-in development key "
+        "(check --deploy: security.W009). Set DJANGO_SECRET_KEY to a long random value, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+# Debug pages and error e-mails hide passwords inside connection URLs too (REDIS_URL, …).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "unified_msg_site.debug.CredentialMaskingFilter"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
