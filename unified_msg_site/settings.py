@@ -223,6 +223,12 @@ INGEST_DELIVERY_TIMEOUT = float(os.environ.get("INGEST_DELIVERY_TIMEOUT", "5"))
 # each key can also list its own. "*" allows any origin.
 INGEST_CORS_ALLOWED_ORIGINS = env_list("INGEST_CORS_ALLOWED_ORIGINS", "")
 
+# --- Outgoing webhooks (alert rules) ---------------------------------------------------------
+# Webhook targets on loopback, private, link-local, multicast, reserved or unspecified addresses
+# are refused (staff type the URL; the server makes the request from inside the network) unless
+# listed here: host names and/or networks, e.g. "hooks.internal,10.20.0.0/16".
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
+
 # --- Demands ---------------------------------------------------------------------------------
 DEMANDS_PAGE_SIZE = 50
 # Rows kept on a live list page; older ones drop off the bottom (the pager reaches them).

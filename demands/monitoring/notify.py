@@ -24,6 +24,7 @@ from .models import Alert, AlertDelivery, AlertRule
 from .webhooks import WebhookError, post_webhook
 
 logger = logging.getLogger(__name__)
+SEND_FAILED = "Sending failed (details in the server log)"
 STUCK_AFTER = timedelta(minutes=10)
 
 
@@ -120,7 +121,13 @@ def process_deliveries(*, now: datetime, limit: int = 50) -> DeliveryRun:
             delivery.response_status = _send(delivery, now)
         except Exception as exc:
             run.failed += 1
-            delivery.last_error = str(exc)[:2000]
+            # Staff see last_error: webhooks.py's generic texts, never an exception's detail
+            # (addresses, "Connection refused", SMTP replies); the detail goes to the log.
+            if isinstance(exc, WebhookError):
+                delivery.last_error = str(exc)[:2000]
+            else:
+                logger.warning("%s failed: %r", delivery, exc)
+                delivery.last_error = SEND_FAILED
             delivery.response_status = getattr(exc, "status", None)
             if delivery.attempts >= conf.get("MONITORING_DELIVERY_MAX_ATTEMPTS"):
                 delivery.status = AlertDelivery.Status.FAILED
