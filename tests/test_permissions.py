@@ -92,6 +92,7 @@ STAFF_WRITE = "staff-write"  # form POST that changes the user's own things; any
 API_READ = "api-read"  # JSON; 401 anonymous, 403 non-staff
 API_WRITE = "api-write"  # JSON change to a demand; triagers and admins only, 403 for viewers
 DLQ_WRITE = "dlq-write"  # form POST on a rejected message; triagers and admins; viewers 403
+ALERT_WRITE = "alert-write"  # acknowledge, silence, end a silence; triagers and admins; viewers 403
 MACHINE = "machine"  # probes and metrics: the same answer for everybody, never a login redirect
 
 
@@ -151,9 +152,9 @@ MATRIX: dict[str, list[Row]] = {
     "monitoring/summary/": [Row("get", PUBLIC)],  # a header fragment: empty for anyone but staff
     "monitoring/alerts/": [Row("get", PAGE)],
     "monitoring/alerts/<int:pk>/": [Row("get", PAGE)],
-    "monitoring/alerts/<int:pk>/acknowledge/": [Row("post", STAFF_WRITE, effect=lambda w: Alert.objects.get(pk=w.alert.pk).acknowledged_at is not None)],
-    "monitoring/alerts/<int:pk>/silence/": [Row("post", STAFF_WRITE, lambda w: {"minutes": "30"}, lambda w: Silence.objects.count() == 2)],
-    "monitoring/silences/<int:pk>/expire/": [Row("post", STAFF_WRITE, effect=lambda w: Silence.objects.get(pk=w.silence.pk).ends_at <= __import__("django.utils.timezone").utils.timezone.now())],
+    "monitoring/alerts/<int:pk>/acknowledge/": [Row("post", ALERT_WRITE, effect=lambda w: Alert.objects.get(pk=w.alert.pk).acknowledged_at is not None)],
+    "monitoring/alerts/<int:pk>/silence/": [Row("post", ALERT_WRITE, lambda w: {"minutes": "30"}, lambda w: Silence.objects.count() == 2)],
+    "monitoring/silences/<int:pk>/expire/": [Row("post", ALERT_WRITE, effect=lambda w: Silence.objects.get(pk=w.silence.pk).ends_at <= __import__("django.utils.timezone").utils.timezone.now())],
     "metrics": [Row("get", MACHINE)],  # MONITORING_METRICS_TOKEN puts a bearer token in front (MONITORING.md)
     "healthz": [Row("get", MACHINE)],
     "readyz": [Row("get", MACHINE)],
@@ -229,7 +230,7 @@ def test_permission_matrix(django_user_model, monkeypatch, route, row, role_name
         else:
             assert response.status_code == 302 and not to_login  # back to the page, with a message
         assert row.effect(world) is may
-    elif row.kind == DLQ_WRITE:
+    elif row.kind in (DLQ_WRITE, ALERT_WRITE):
         if not staff:
             assert to_login
         else:

@@ -238,3 +238,45 @@ def test_durations_read_naturally():
     assert [human_duration(ms) for ms in (None, 120, 1500, 270_000, 7_560_000, 259_200_000)] == [
         "—", "120 ms", "1.5 s", "4.5 min", "2.1 h", "3.0 d",
     ]
+
+
+@pytest.mark.django_db
+def test_viewers_get_no_respond_buttons_and_are_refused_when_they_post(client, viewer_user, now):
+    rule = make_rule(AlertRule.Kind.HEARTBEAT_MISSING, threshold=30)
+    alert = Alert.objects.create(rule=rule, rule_name=rule.name, kind=rule.kind, key="group:g", severity=rule.severity,
+                                 title="No consumer", opened_at=now, last_seen_at=now)
+    silence = Silence.objects.create(rule=rule, key_pattern="group:g", starts_at=now, ends_at=timezone.now() + timedelta(hours=1))
+    client.force_login(viewer_user)
+    page = client.get(reverse("demands:monitoring:alert", args=[alert.pk])).content.decode()
+    assert "alert-acknowledge" not in page and "/acknowledge/" not in page and "End now" not in page and 'name="minutes"' not in page
+    assert client.post(reverse("demands:monitoring:alert-acknowledge", args=[alert.pk])).status_code == 403
+    assert client.post(reverse("demands:monitoring:alert-silence", args=[alert.pk]), {"minutes": "60"}).status_code == 403
+    assert client.post(reverse("demands:monitoring:silence-expire", args=[silence.pk])).status_code == 403
+    alert.refresh_from_db()
+    silence.refresh_from_db()
+    assert alert.acknowledged_at is None and Silence.objects.count() == 1 and silence.is_active(timezone.now())
+
+
+@pytest.mark.django_db
+def test_an_alert_whose_rule_was_deleted_cannot_make_a_silence_for_every_rule(staff_client, now):
+    # rule=None on a silence means "all rules": silencing such an alert would mute every rule for its key.
+    rule = make_rule(AlertRule.Kind.HEARTBEAT_MISSING, threshold=30)
+    alert = Alert.objects.create(rule=rule, rule_name=rule.name, kind=rule.kind, key="group:g", severity=rule.severity,
+                                 title="No consumer", opened_at=now, last_seen_at=now)
+    rule.delete()
+    alert.refresh_from_db()
+    assert alert.rule_id is None
+    response = staff_client.post(reverse("demands:monitoring:alert-silence", args=[alert.pk]), {"minutes": "60"}, follow=True)
+    assert not Silence.objects.exists()
+    assert "rule was deleted" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_silence_service_refuses_an_alert_without_a_rule(now):
+    from demands.monitoring.alerts import alert_silence
+
+    alert = Alert.objects.create(rule=None, rule_name="gone", kind=AlertRule.Kind.HEARTBEAT_MISSING, key="group:g",
+                                 severity="warning", title="No consumer", opened_at=now, last_seen_at=now)
+    with pytest.raises(ValueError):
+        alert_silence(alert=alert, minutes=60)
+    assert not Silence.objects.exists()
