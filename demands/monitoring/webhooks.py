@@ -74,6 +74,19 @@ def verify_signature(secret: str, header: str, body: bytes, *, now: float, toler
     return abs(now - timestamp) <= tolerance and hmac.compare_digest(expected, header)
 
 
+def mask_url(url: str) -> str:
+    """scheme://host[:port]/… — incoming-webhook URLs carry their key in the path or query, so only
+    superusers see them whole."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "…"
+    return f"{parts.scheme}://{parts.hostname or ''}{port}/…"
+
+
 def _allowed() -> tuple[set[str], list]:
     hosts, networks = set(), []
     for entry in getattr(settings, "WEBHOOK_ALLOWED_HOSTS", []):
