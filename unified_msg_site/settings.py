@@ -214,6 +214,14 @@ CONSUMER_ASYNC_COMMIT = env_bool("CONSUMER_ASYNC_COMMIT", True)
 CONSUMER_MAX_REJECT_RATIO = float(os.environ.get("CONSUMER_MAX_REJECT_RATIO", "0.9"))
 CONSUMER_REJECT_WINDOW = int(os.environ.get("CONSUMER_REJECT_WINDOW", "200"))
 
+# `consume_demands --metrics-port`: the exporter has no authentication, so it listens on loopback
+# unless told otherwise (e.g. 0.0.0.0 on a private network the scraper reaches).
+CONSUMER_METRICS_ADDR = os.environ.get("CONSUMER_METRICS_ADDR", "127.0.0.1")
+# /metrics on the web process: staff sessions, or `Authorization: Bearer $METRICS_TOKEN` for a
+# scraper (MONITORING_METRICS_TOKEN is the older name); METRICS_PUBLIC=1 opens it to anyone.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)
+
 # --- HTTP ingest (POST /api/ingest/, see demands/intake/http.py) -------------------------------
 INGEST_MAX_BODY_BYTES = int(os.environ.get("INGEST_MAX_BODY_BYTES", str(1024 * 1024)))
 INGEST_MAX_ITEMS = int(os.environ.get("INGEST_MAX_ITEMS", "100"))

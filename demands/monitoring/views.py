@@ -218,11 +218,19 @@ def _may_not_respond() -> HttpResponse:
 @never_cache
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    token = conf.get("MONITORING_METRICS_TOKEN")
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+    # Backlog, sources, consumer names and hosts are internals: staff or the scraper's token, unless
+    # METRICS_PUBLIC=1 (and no token) opens it.
+    token = getattr(settings, "METRICS_TOKEN", "") or conf.get("MONITORING_METRICS_TOKEN")
+    given = request.headers.get("Authorization", "")
+    allowed = (
+        _is_staff(request.user)
+        or (token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()))
+        or (not token and getattr(settings, "METRICS_PUBLIC", False))
+    )
+    if not allowed:
+        response = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     from .prometheus import WebRegistry
 
     return HttpResponse(generate_latest(WebRegistry()), content_type=CONTENT_TYPE_LATEST)
@@ -242,7 +250,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     database_ok, database = health.database_reachable()
     broker_ok, broker = health.broker_reachable()
     ok = database_ok and broker_ok
+    checks = {"database": database, "broker": broker}
+    if not _is_staff(request.user):  # exception text names hosts and users: staff (and the log) only
+        checks = health.public_checks(database_ok=database_ok, broker_ok=broker_ok)
     return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": {"database": database, "broker": broker}},
+        {"status": "ok" if ok else "unavailable", "checks": checks},
         status=200 if ok else 503,
     )

@@ -145,7 +145,8 @@ def metric_lines(client, **headers):
     return response.content.decode().splitlines()
 
 
-def test_metrics_expose_backlog_lag_consumers_and_open_alerts(client):
+def test_metrics_expose_backlog_lag_consumers_and_open_alerts(staff_client):
+    client = staff_client  # /metrics needs a staff session or the token (METRICS_PUBLIC=1 opens it)
     now = timezone.now()
     make_demand(priority="urgent")
     make_demand(priority="urgent")
@@ -162,7 +163,8 @@ def test_metrics_expose_backlog_lag_consumers_and_open_alerts(client):
     assert any(line.startswith("process_") or line.startswith("python_info") for line in lines)
 
 
-def test_metrics_expose_ingest_latency_percentiles_in_seconds(client):
+def test_metrics_expose_ingest_latency_percentiles_in_seconds(staff_client):
+    client = staff_client
     from demands.monitoring.flow import add_latency
 
     now = timezone.now()
@@ -185,7 +187,8 @@ def test_healthz_answers_without_checking_dependencies(client, monkeypatch):
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_readyz_is_503_naming_the_check_that_failed(client, monkeypatch):
+def test_readyz_is_503_naming_the_check_that_failed(staff_client, monkeypatch):
+    client = staff_client  # the detail is for staff; anonymous callers see "unavailable"
     monkeypatch.setattr(health, "broker_reachable", lambda: (False, "KafkaException: transport failure"))
     response = client.get("/readyz")
     assert response.status_code == 503
@@ -280,3 +283,27 @@ def test_the_silence_service_refuses_an_alert_without_a_rule(now):
     with pytest.raises(ValueError):
         alert_silence(alert=alert, minutes=60)
     assert not Silence.objects.exists()
+
+
+def test_readyz_tells_anonymous_callers_only_what_is_unavailable(client, monkeypatch):
+    monkeypatch.setattr(health, "database_reachable", lambda: (False, 'OperationalError: connection to "db.internal" user "umsg" failed'))
+    monkeypatch.setattr(health, "broker_reachable", lambda: (False, "KafkaException: broker kafka-1.internal:9092 down"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "checks": {"database": "unavailable", "broker": "unavailable"}}
+
+
+def test_metrics_are_closed_to_anonymous_callers_by_default(client, settings):
+    settings.MONITORING_METRICS_TOKEN = ""
+    settings.METRICS_TOKEN = ""
+    response = client.get("/metrics")
+    assert response.status_code == 401 and "Bearer" in response["WWW-Authenticate"]
+
+
+def test_metrics_take_the_metrics_token_and_can_be_opened_explicitly(client, settings):
+    settings.METRICS_TOKEN = "scrape-token"
+    assert client.get("/metrics").status_code == 401
+    assert metric_lines(client, HTTP_AUTHORIZATION="Bearer scrape-token")
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_PUBLIC = True
+    assert metric_lines(client)
