@@ -107,7 +107,7 @@ class AlertAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Acknowledge (stop reminders)")
+    @admin.action(description="Acknowledge (stop reminders)", permissions=["change"])
     def acknowledge(self, request, queryset):
         for alert in queryset.filter(resolved_at__isnull=True):
             alert_acknowledge(alert=alert, actor=request.user)
@@ -140,7 +140,7 @@ class AlertDeliveryAdmin(MaskedTargetMixin, admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Retry at the next monitor tick")
+    @admin.action(description="Retry at the next monitor tick", permissions=["change"])
     def retry_now(self, request, queryset):
         now = timezone.now()
         for delivery in queryset:
