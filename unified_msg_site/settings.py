@@ -247,7 +247,9 @@ DEMANDS_LIVE_BATCH_ROWS = 50
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # CR/LF in a message (a rejection reason, a source label) is escaped: one event, one line.
+    "formatters": {"plain": {"()": "unified_msg_site.log_format.SingleLineFormatter",
+                             "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -167,7 +167,7 @@ def _send(delivery: AlertDelivery, now: datetime) -> int | None:
 
 def _email(alert: dict, event: str) -> tuple[str, str]:
     state = {"firing": "FIRING", "renotify": "STILL FIRING", "resolved": "RESOLVED"}[event]
-    subject = f"[UMSG {alert['severity'].upper()}] {state}: {alert['title']}"[:250]
+    subject = one_line(f"[UMSG {alert['severity'].upper()}] {state}: {alert['title']}")[:250]
     lines = [
         alert["title"],
         "",
@@ -180,6 +180,15 @@ def _email(alert: dict, event: str) -> tuple[str, str]:
         lines.append(f"Resolved: {alert['resolved_at']}")
     lines += ["", alert["url"]]
     return subject, "\n".join(lines)
+
+
+_CONTROL = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+
+
+def one_line(text: str) -> str:
+    """A header value: titles carry sources and keys from messages anyone sends, and a line break
+    in a subject makes Django refuse the whole e-mail (BadHeaderError), so the alert never goes out."""
+    return " ".join(text.translate(_CONTROL).split())
 
 
 def delivery_retry_now(*, delivery: AlertDelivery, now: datetime) -> AlertDelivery:
