@@ -18,13 +18,14 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext_noop
 
 from . import conf, live
 from .models import Alert, AlertDelivery, AlertRule
 from .webhooks import WebhookError, post_webhook
 
 logger = logging.getLogger(__name__)
-SEND_FAILED = "Sending failed (details in the server log)"
+SEND_FAILED = gettext_noop("Sending failed (details in the server log)")  # translated where shown
 STUCK_AFTER = timedelta(minutes=10)
 
 
