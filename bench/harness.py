@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import shutil
 import signal
 import sqlite3
@@ -37,9 +38,14 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
+BENCH_SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or secrets.token_urlsafe(50)
+
+
 def child_env(database_url: str, **extra: str) -> dict:
     env = dict(os.environ)
-    env.update({"DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "PYTHONUNBUFFERED": "1"})
+    # DEBUG off refuses the built-in key: one random key per run, shared by its processes (sessions).
+    env.update({"DATABASE_URL": database_url, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": BENCH_SECRET_KEY,
+                "PYTHONUNBUFFERED": "1"})
     env.update(extra)
     return env
 

@@ -76,6 +76,7 @@ def main() -> None:
     os.environ["DATABASE_URL"] = f"{PG_SERVER}/{database}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "unified_msg_site.settings")
     os.environ["DJANGO_DEBUG"] = "0"
+    os.environ.setdefault("DJANGO_SECRET_KEY", __import__("secrets").token_urlsafe(50))  # DEBUG off refuses the built-in key
     os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "0"
     try:
         sys.path.insert(0, str(ROOT))

@@ -92,7 +92,9 @@ STAFF_WRITE = "staff-write"  # form POST that changes the user's own things; any
 API_READ = "api-read"  # JSON; 401 anonymous, 403 non-staff
 API_WRITE = "api-write"  # JSON change to a demand; triagers and admins only, 403 for viewers
 DLQ_WRITE = "dlq-write"  # form POST on a rejected message; triagers and admins; viewers 403
-MACHINE = "machine"  # probes and metrics: the same answer for everybody, never a login redirect
+ALERT_WRITE = "alert-write"  # acknowledge, silence, end a silence; triagers and admins; viewers 403
+MACHINE = "machine"  # probes: the same answer for everybody, never a login redirect
+METRICS = "metrics"  # Prometheus: staff sessions or the bearer token; 401 (not a login page) for others
 
 
 @dataclass
@@ -151,10 +153,10 @@ MATRIX: dict[str, list[Row]] = {
     "monitoring/summary/": [Row("get", PUBLIC)],  # a header fragment: empty for anyone but staff
     "monitoring/alerts/": [Row("get", PAGE)],
     "monitoring/alerts/<int:pk>/": [Row("get", PAGE)],
-    "monitoring/alerts/<int:pk>/acknowledge/": [Row("post", STAFF_WRITE, effect=lambda w: Alert.objects.get(pk=w.alert.pk).acknowledged_at is not None)],
-    "monitoring/alerts/<int:pk>/silence/": [Row("post", STAFF_WRITE, lambda w: {"minutes": "30"}, lambda w: Silence.objects.count() == 2)],
-    "monitoring/silences/<int:pk>/expire/": [Row("post", STAFF_WRITE, effect=lambda w: Silence.objects.get(pk=w.silence.pk).ends_at <= __import__("django.utils.timezone").utils.timezone.now())],
-    "metrics": [Row("get", MACHINE)],  # MONITORING_METRICS_TOKEN puts a bearer token in front (MONITORING.md)
+    "monitoring/alerts/<int:pk>/acknowledge/": [Row("post", ALERT_WRITE, effect=lambda w: Alert.objects.get(pk=w.alert.pk).acknowledged_at is not None)],
+    "monitoring/alerts/<int:pk>/silence/": [Row("post", ALERT_WRITE, lambda w: {"minutes": "30"}, lambda w: Silence.objects.count() == 2)],
+    "monitoring/silences/<int:pk>/expire/": [Row("post", ALERT_WRITE, effect=lambda w: Silence.objects.get(pk=w.silence.pk).ends_at <= __import__("django.utils.timezone").utils.timezone.now())],
+    "metrics": [Row("get", METRICS)],  # METRICS_TOKEN for scrapers, METRICS_PUBLIC=1 opens it (MONITORING.md)
     "healthz": [Row("get", MACHINE)],
     "readyz": [Row("get", MACHINE)],
 }
@@ -229,12 +231,14 @@ def test_permission_matrix(django_user_model, monkeypatch, route, row, role_name
         else:
             assert response.status_code == 302 and not to_login  # back to the page, with a message
         assert row.effect(world) is may
-    elif row.kind == DLQ_WRITE:
+    elif row.kind in (DLQ_WRITE, ALERT_WRITE):
         if not staff:
             assert to_login
         else:
             assert response.status_code == (302 if triager else 403)
         assert row.effect(world) is triager
+    elif row.kind == METRICS:
+        assert response.status_code == (200 if staff else 401)
     elif row.kind == MACHINE:
         assert response.status_code in (200, 503)  # readyz: 503 while a dependency is down
     elif row.kind == API_READ:

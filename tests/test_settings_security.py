@@ -66,3 +66,46 @@ def test_development_defaults_need_no_https():
     assert development["DEBUG"] is True
     assert not development["SECURE_SSL_REDIRECT"] and development["SECURE_HSTS_SECONDS"] == 0
     assert development["SECURE_PROXY_SSL_HEADER"] is None
+
+
+def test_production_without_its_own_secret_key_refuses_to_start_with_a_clear_message():
+    env = {**PRODUCTION}
+    del env["DJANGO_SECRET_KEY"]
+    for result in (
+        manage("migrate", "--check", **env),
+        manage("shell", "-c", "from django.conf import settings; settings.DEBUG; print('started')", **env),
+    ):
+        assert result.returncode != 0
+        assert "started" not in result.stdout
+        assert "ImproperlyConfigured" in result.stderr and "DJANGO_SECRET_KEY" in result.stderr
+    base = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "DATABASE_URL"))}
+    daphne = subprocess.run(  # what daphne loads first
+        [sys.executable, "-c", "import unified_msg_site.asgi"], cwd=ROOT, env={**base, **env},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert daphne.returncode != 0 and "DJANGO_SECRET_KEY" in daphne.stderr
+
+
+def test_the_development_defaults_still_start_with_nothing_configured():
+    # `make run` runs migrate, demo_user and run_dashboard with no environment at all.
+    result = manage("shell", "-c", "from django.conf import settings; settings.DEBUG; print('started')")
+    assert result.returncode == 0, result.stderr
+    assert "started" in result.stdout
+
+
+def test_debug_pages_mask_passwords_inside_connection_urls(settings, rf):
+    from django.views.debug import get_default_exception_reporter_filter
+
+    settings.REDIS_URL = "redis://default:s3cret-redis@redis.internal:6379/0"
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+                                   "LOCATION": "redis://:s3cret-cache@redis.internal:6379"}}
+    settings.CHANNEL_LAYERS = {"default": {"CONFIG": {"hosts": ["redis://u:s3cret-layer@redis.internal/1"]}}}
+    settings.AMQP_URL = "amqp://guest:s3cret-amqp@mq.internal:5672//"
+    settings.KAFKA_CLIENT_CONFIG = {"bootstrap.servers": "k:9092", "sasl.jaas.config": 'password="s3cret-jaas"'}
+    reporter_filter = get_default_exception_reporter_filter()
+    shown = repr(reporter_filter.get_safe_settings())
+    for secret in ("s3cret-redis", "s3cret-cache", "s3cret-layer", "s3cret-amqp", "s3cret-jaas"):
+        assert secret not in shown
+    assert "redis.internal:6379" in shown  # the host stays: it is what one debugs
+    request = rf.get("/", HTTP_X_UPSTREAM="postgres://umsg:s3cret-meta@db:5432/umsg")
+    assert "s3cret-meta" not in repr(reporter_filter.get_safe_request_meta(request))

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -25,10 +26,18 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or (
-    # Only acceptable for local use; production must set DJANGO_SECRET_KEY (check --deploy says so).
-    "django-insecure-local-development-key-change-me-in-production-0123456789"
-)
+_DEVELOPMENT_SECRET_KEY = "django-insecure-local-development-key-change-me-in-production-0123456789"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or _DEVELOPMENT_SECRET_KEY
+if not DEBUG and SECRET_KEY == _DEVELOPMENT_SECRET_KEY:
+    # A published key signs anyone's session cookie: with DEBUG off (production) refuse to start
+    # rather than run with it. `make run` sets nothing and keeps DEBUG on, so it is unaffected.
+    raise ImproperlyConfigured(
+        "DJANGO_DEBUG=0 needs DJANGO_SECRET_KEY: refusing to start with the built-in development key "
+        "(check --deploy: security.W009). Set DJANGO_SECRET_KEY to a long random value, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+# Debug pages and error e-mails hide passwords inside connection URLs too (REDIS_URL, …).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "unified_msg_site.debug.CredentialMaskingFilter"
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
@@ -205,6 +214,14 @@ CONSUMER_ASYNC_COMMIT = env_bool("CONSUMER_ASYNC_COMMIT", True)
 CONSUMER_MAX_REJECT_RATIO = float(os.environ.get("CONSUMER_MAX_REJECT_RATIO", "0.9"))
 CONSUMER_REJECT_WINDOW = int(os.environ.get("CONSUMER_REJECT_WINDOW", "200"))
 
+# `consume_demands --metrics-port`: the exporter has no authentication, so it listens on loopback
+# unless told otherwise (e.g. 0.0.0.0 on a private network the scraper reaches).
+CONSUMER_METRICS_ADDR = os.environ.get("CONSUMER_METRICS_ADDR", "127.0.0.1")
+# /metrics on the web process: staff sessions, or `Authorization: Bearer $METRICS_TOKEN` for a
+# scraper (MONITORING_METRICS_TOKEN is the older name); METRICS_PUBLIC=1 opens it to anyone.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+METRICS_PUBLIC = env_bool("METRICS_PUBLIC", False)
+
 # --- HTTP ingest (POST /api/ingest/, see demands/intake/http.py) -------------------------------
 INGEST_MAX_BODY_BYTES = int(os.environ.get("INGEST_MAX_BODY_BYTES", str(1024 * 1024)))
 INGEST_MAX_ITEMS = int(os.environ.get("INGEST_MAX_ITEMS", "100"))
@@ -213,6 +230,12 @@ INGEST_DELIVERY_TIMEOUT = float(os.environ.get("INGEST_DELIVERY_TIMEOUT", "5"))
 # Web page origins allowed to call the endpoint with any key, e.g. https://shop.example.com;
 # each key can also list its own. "*" allows any origin.
 INGEST_CORS_ALLOWED_ORIGINS = env_list("INGEST_CORS_ALLOWED_ORIGINS", "")
+
+# --- Outgoing webhooks (alert rules) ---------------------------------------------------------
+# Webhook targets on loopback, private, link-local, multicast, reserved or unspecified addresses
+# are refused (staff type the URL; the server makes the request from inside the network) unless
+# listed here: host names and/or networks, e.g. "hooks.internal,10.20.0.0/16".
+WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
 
 # --- Demands ---------------------------------------------------------------------------------
 DEMANDS_PAGE_SIZE = 50
@@ -224,7 +247,9 @@ DEMANDS_LIVE_BATCH_ROWS = 50
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # CR/LF in a message (a rejection reason, a source label) is escaped: one event, one line.
+    "formatters": {"plain": {"()": "unified_msg_site.log_format.SingleLineFormatter",
+                             "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {

@@ -57,7 +57,7 @@ class SourceApiKeyAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/demands/sourceapikey/key_created.html", context)
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke_selected(self, request, queryset):
         count = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
@@ -66,7 +66,7 @@ class SourceApiKeyAdmin(admin.ModelAdmin):
         self.message_user(request, f"Revoked {count} key(s). Requests with them now get 401.", messages.SUCCESS)
 
 
-@admin.action(description="Replay selected (payload unchanged), e.g. after fixing a consumer bug")
+@admin.action(description="Replay selected (payload unchanged), e.g. after fixing a consumer bug", permissions=["change"])
 def replay_selected(modeladmin, request, queryset):
     replayed, problems = 0, []
     for rejected in queryset.filter(status=RejectedMessage.Status.OPEN).order_by("id"):
@@ -80,7 +80,7 @@ def replay_selected(modeladmin, request, queryset):
         modeladmin.message_user(request, "Not replayed: " + "; ".join(problems[:10]), messages.ERROR)
 
 
-@admin.action(description="Discard selected")
+@admin.action(description="Discard selected", permissions=["change"])
 def discard_selected(modeladmin, request, queryset):
     count = 0
     for rejected in queryset.filter(status=RejectedMessage.Status.OPEN):

@@ -33,13 +33,57 @@ class AlertRuleAdmin(admin.ModelAdmin):
         ("Act on demands (urgent-unassigned and spike rules)", {"fields": ("action_set_priority", "action_assign_to", "action_assign_team")}),
     )
 
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if request.user.is_superuser:
+            return fieldsets
+        # Webhook URLs and secrets are credentials: others see scheme://host/… and cannot change
+        # them (so they cannot swap in their own receiver either).
+        shown = {"webhook_url": "masked_webhook_url", "webhook_secret": "webhook_secret_set"}
+        return [(name, {**options, "fields": [shown.get(f, f) for f in options["fields"]]}) for name, options in fieldsets]
+
+    def get_readonly_fields(self, request, obj=None):
+        if request.user.is_superuser:
+            return super().get_readonly_fields(request, obj)
+        return [*super().get_readonly_fields(request, obj), "masked_webhook_url", "webhook_secret_set"]
+
+    @admin.display(description="webhook URL")
+    def masked_webhook_url(self, obj):
+        return obj.masked_webhook_url if obj else ""
+
+    @admin.display(description="webhook secret", boolean=True)
+    def webhook_secret_set(self, obj):
+        return bool(obj and obj.webhook_secret)
+
     @admin.display(description="channels")
     def channels(self, obj):
         names = [name for name, on in (("browser", obj.notify_browser), ("e-mail", obj.email_to), ("webhook", obj.webhook_url)) if on]
         return ", ".join(names) or "—"
 
 
-class AlertDeliveryInline(admin.TabularInline):
+class MaskedTargetMixin:
+    """Delivery targets: webhook URLs (credentials) whole for superusers only."""
+
+    def _masked(self, request, names):
+        if request.user.is_superuser:
+            return names
+        return [("masked_target" if name == "target" else name) for name in names]
+
+    def get_fields(self, request, obj=None):
+        return self._masked(request, super().get_fields(request, obj))
+
+    def get_readonly_fields(self, request, obj=None):
+        return self._masked(request, super().get_readonly_fields(request, obj))
+
+    def get_list_display(self, request):
+        return self._masked(request, super().get_list_display(request))
+
+    @admin.display(description="to")
+    def masked_target(self, obj):
+        return obj.masked_target
+
+
+class AlertDeliveryInline(MaskedTargetMixin, admin.TabularInline):
     model = AlertDelivery
     extra = 0
     can_delete = False
@@ -63,7 +107,7 @@ class AlertAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Acknowledge (stop reminders)")
+    @admin.action(description="Acknowledge (stop reminders)", permissions=["change"])
     def acknowledge(self, request, queryset):
         for alert in queryset.filter(resolved_at__isnull=True):
             alert_acknowledge(alert=alert, actor=request.user)
@@ -87,7 +131,7 @@ class SilenceAdmin(admin.ModelAdmin):
 
 
 @admin.register(AlertDelivery)
-class AlertDeliveryAdmin(admin.ModelAdmin):
+class AlertDeliveryAdmin(MaskedTargetMixin, admin.ModelAdmin):
     list_display = ("id", "alert", "channel", "event", "target", "status", "attempts", "next_attempt_at", "sent_at")
     list_filter = ("channel", "status", "event")
     readonly_fields = [field.name for field in AlertDelivery._meta.fields]
@@ -96,7 +140,7 @@ class AlertDeliveryAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Retry at the next monitor tick")
+    @admin.action(description="Retry at the next monitor tick", permissions=["change"])
     def retry_now(self, request, queryset):
         now = timezone.now()
         for delivery in queryset:

@@ -11,6 +11,7 @@ A rule that acts on demands does it once, when the alert opens, through the tria
 
 from __future__ import annotations
 
+import glob
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -393,6 +394,20 @@ def silence_create(
     ]
     Alert.objects.filter(pk__in=muted).update(silenced=True)
     return silence
+
+
+def alert_silence(*, alert: Alert, minutes: int, comment: str = "", actor=None, now: datetime | None = None) -> Silence:
+    """Silence this alert's rule for exactly its key. An alert whose rule was deleted is refused:
+    a silence without a rule mutes *every* rule for the key, which nobody asked for."""
+    if alert.rule_id is None:
+        raise UnscopedSilence("the alert's rule was deleted")
+    return silence_create(
+        rule=alert.rule, key_pattern=glob.escape(alert.key), minutes=minutes, comment=comment, actor=actor, now=now
+    )
+
+
+class UnscopedSilence(ValueError):
+    pass
 
 
 def silence_expire(*, silence: Silence, now: datetime | None = None) -> Silence:

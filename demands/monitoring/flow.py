@@ -142,10 +142,14 @@ def _type_source_of(payload: bytes | None) -> tuple[str, str]:
 
 def _storable_label(value: object) -> str:
     """A rejected message's type or source as a bucket label: a NUL or a lone surrogate (legal in
-    JSON escapes) cannot go into a PostgreSQL text column and must not fail the batch."""
+    JSON escapes) cannot go into a PostgreSQL text column and must not fail the batch; line breaks
+    and other control characters would end up in alert titles, e-mail subjects and log lines."""
     if not isinstance(value, str):
         return ""
-    return value[:64].replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    return value[:64].translate(_CONTROL_CHARACTERS).encode("utf-8", "replace").decode("utf-8")
+
+
+_CONTROL_CHARACTERS = {code: "\ufffd" for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
 
 
 def _new_rejections(rejected: list) -> list:

@@ -6,11 +6,15 @@ librdkafka failure on that path cannot take the web process — its pages and we
 
 from __future__ import annotations
 
+import logging
+
 from django.db import connection
 
 from demands.kafka import broker_outage
 
 from .probe import ProbeFailed, shared_probe
+
+logger = logging.getLogger(__name__)
 
 
 def database_reachable() -> tuple[bool, str]:
@@ -19,8 +23,14 @@ def database_reachable() -> tuple[bool, str]:
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except Exception as exc:
+        logger.warning("readiness: database unavailable: %r", exc)
         return False, f"{type(exc).__name__}: {exc}"[:300]
     return True, "ok"
+
+
+def public_checks(*, database_ok: bool, broker_ok: bool) -> dict[str, str]:
+    """What anonymous callers (load balancers) are told: which check failed, not why."""
+    return {"database": "ok" if database_ok else "unavailable", "broker": "ok" if broker_ok else "unavailable"}
 
 
 def broker_reachable(timeout: float = 3.0) -> tuple[bool, str]:
@@ -28,6 +38,7 @@ def broker_reachable(timeout: float = 3.0) -> tuple[bool, str]:
     try:
         answer = shared_probe().ask(timeout=timeout)
     except ProbeFailed as exc:
+        logger.warning("readiness: kafka unavailable: %s", exc)
         return False, str(exc)[:300]
     if not answer["cluster"]["brokers"]:
         return False, "no brokers in cluster metadata"

@@ -259,6 +259,12 @@ class AlertRule(models.Model):
         return self.name
 
     @property
+    def masked_webhook_url(self) -> str:
+        from .webhooks import mask_url
+
+        return mask_url(self.webhook_url)
+
+    @property
     def acts_on_demands(self) -> bool:
         return bool(self.action_set_priority or self.action_assign_to_id or self.action_assign_team_id)
 
@@ -361,6 +367,13 @@ class AlertDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.channel} {self.event} of alert {self.alert_id}: {self.status}"
+
+    @property
+    def masked_target(self) -> str:
+        """The target as anyone but a superuser may see it: a webhook URL is a credential."""
+        from .webhooks import mask_url
+
+        return mask_url(self.target) if self.channel == self.Channel.WEBHOOK else self.target
 
 
 class Silence(models.Model):

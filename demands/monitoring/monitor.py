@@ -7,6 +7,11 @@ old buckets now and then, and pushes the summary and charts to browsers. Each st
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
 Running two monitors is safe — roll-ups and rule evaluations lock their rows, deliveries are
 claimed — so the embedded one and a separate `evaluate_alerts` may overlap during a deploy.
+
+In `run` the notifications go out on a thread of their own, woken after each evaluation: a slow
+or dead webhook receiver (up to MONITORING_WEBHOOK_TIMEOUT per delivery, 50 per drain) delays
+other notifications, never the next evaluation. One thread, and wake-ups while it is busy merge
+into one, so the work stays bounded. `tick()` alone (`evaluate_alerts --once`) still sends inline.
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ class Monitor:
             merged.extend(topic for topic in topics.split(",") if topic and topic not in merged)
         return targets
 
-    def tick(self) -> TickResult:
+    def tick(self, *, deliver: bool = True) -> TickResult:
         now = self.clock()
         result = TickResult(at=now)
 
@@ -96,7 +101,8 @@ class Monitor:
                 self._broker_log.failed(repr(exc))
                 result.errors["lag"] = repr(exc)
         step("alerts", lambda: evaluate_rules(now=now))
-        step("deliveries", lambda: process_deliveries(now=now))
+        if deliver:
+            step("deliveries", lambda: process_deliveries(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             step("prune", lambda: prune(now=now))
             self._last_prune = now
@@ -141,13 +147,34 @@ class Monitor:
     def run(self, stop: threading.Event) -> None:
         """Tick until `stop` is set. Failures are logged and retried at the next tick; never exits on them."""
         logger.info("monitor running every %.0fs", self.interval)
+        wake = threading.Event()
+        sender = threading.Thread(target=self._send_deliveries, args=(stop, wake), name="monitor-deliveries", daemon=True)
+        sender.start()
         try:
             while not stop.is_set():
                 close_old_connections()
                 try:
-                    self.tick()
+                    self.tick(deliver=False)
                 except Exception:
                     logger.exception("monitor tick failed")
+                wake.set()
                 stop.wait(self.interval)
+        finally:
+            wake.set()
+            sender.join(conf.get("MONITORING_WEBHOOK_TIMEOUT") + 5)
+            connections.close_all()
+
+    def _send_deliveries(self, stop: threading.Event, wake: threading.Event) -> None:
+        try:
+            while True:
+                wake.wait()
+                if stop.is_set():
+                    return
+                wake.clear()
+                close_old_connections()
+                try:
+                    process_deliveries(now=self.clock())
+                except Exception:
+                    logger.exception("sending notifications failed")
         finally:
             connections.close_all()

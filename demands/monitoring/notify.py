@@ -18,12 +18,14 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
+from django.utils.translation import gettext_noop
 
 from . import conf, live
 from .models import Alert, AlertDelivery, AlertRule
 from .webhooks import WebhookError, post_webhook
 
 logger = logging.getLogger(__name__)
+SEND_FAILED = gettext_noop("Sending failed (details in the server log)")  # translated where shown
 STUCK_AFTER = timedelta(minutes=10)
 
 
@@ -120,7 +122,13 @@ def process_deliveries(*, now: datetime, limit: int = 50) -> DeliveryRun:
             delivery.response_status = _send(delivery, now)
         except Exception as exc:
             run.failed += 1
-            delivery.last_error = str(exc)[:2000]
+            # Staff see last_error: webhooks.py's generic texts, never an exception's detail
+            # (addresses, "Connection refused", SMTP replies); the detail goes to the log.
+            if isinstance(exc, WebhookError):
+                delivery.last_error = str(exc)[:2000]
+            else:
+                logger.warning("%s failed: %r", delivery, exc)
+                delivery.last_error = SEND_FAILED
             delivery.response_status = getattr(exc, "status", None)
             if delivery.attempts >= conf.get("MONITORING_DELIVERY_MAX_ATTEMPTS"):
                 delivery.status = AlertDelivery.Status.FAILED
@@ -160,7 +168,7 @@ def _send(delivery: AlertDelivery, now: datetime) -> int | None:
 
 def _email(alert: dict, event: str) -> tuple[str, str]:
     state = {"firing": "FIRING", "renotify": "STILL FIRING", "resolved": "RESOLVED"}[event]
-    subject = f"[UMSG {alert['severity'].upper()}] {state}: {alert['title']}"[:250]
+    subject = one_line(f"[UMSG {alert['severity'].upper()}] {state}: {alert['title']}")[:250]
     lines = [
         alert["title"],
         "",
@@ -173,6 +181,15 @@ def _email(alert: dict, event: str) -> tuple[str, str]:
         lines.append(f"Resolved: {alert['resolved_at']}")
     lines += ["", alert["url"]]
     return subject, "\n".join(lines)
+
+
+_CONTROL = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
+
+
+def one_line(text: str) -> str:
+    """A header value: titles carry sources and keys from messages anyone sends, and a line break
+    in a subject makes Django refuse the whole e-mail (BadHeaderError), so the alert never goes out."""
+    return " ".join(text.translate(_CONTROL).split())
 
 
 def delivery_retry_now(*, delivery: AlertDelivery, now: datetime) -> AlertDelivery:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import glob
 import hmac
 
 from django.conf import settings
@@ -16,10 +15,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from demands.access import staff_required
+from demands.access import can_triage, staff_required
 
 from . import conf, health
-from .alerts import alert_acknowledge, silence_create, silence_expire
+from .alerts import UnscopedSilence, alert_acknowledge, alert_silence, silence_expire
 from .heartbeat import consumer_states
 from .lag import lag_overview
 from .metrics import (
@@ -169,6 +168,8 @@ def alert_detail(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @staff_required
 def alert_acknowledge_view(request: HttpRequest, pk: int) -> HttpResponse:
+    if not can_triage(request.user):
+        return _may_not_respond()
     alert = get_object_or_404(Alert, pk=pk)
     alert_acknowledge(alert=alert, actor=request.user)
     messages.success(request, _("Acknowledged: no more reminders for this alert."))
@@ -178,13 +179,14 @@ def alert_acknowledge_view(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @staff_required
 def alert_silence_view(request: HttpRequest, pk: int) -> HttpResponse:
+    if not can_triage(request.user):
+        return _may_not_respond()
     alert = get_object_or_404(Alert, pk=pk)
     try:
         minutes = int(request.POST.get("minutes", ""))
-        silence_create(
-            rule=alert.rule, key_pattern=glob.escape(alert.key), minutes=minutes,
-            comment=request.POST.get("comment", ""), actor=request.user,
-        )
+        alert_silence(alert=alert, minutes=minutes, comment=request.POST.get("comment", ""), actor=request.user)
+    except UnscopedSilence:
+        messages.error(request, _("This alert's rule was deleted: silence from the admin, naming the rules and keys."))
     except (ValueError, TypeError):
         messages.error(request, _("Choose how long to silence this alert (one minute to 30 days)."))
     else:
@@ -195,6 +197,8 @@ def alert_silence_view(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @staff_required
 def silence_expire_view(request: HttpRequest, pk: int) -> HttpResponse:
+    if not can_triage(request.user):
+        return _may_not_respond()
     silence = get_object_or_404(Silence, pk=pk)
     silence_expire(silence=silence)
     messages.success(request, _("Silence ended."))
@@ -204,16 +208,29 @@ def silence_expire_view(request: HttpRequest, pk: int) -> HttpResponse:
     return redirect(target)
 
 
+def _may_not_respond() -> HttpResponse:
+    # Acknowledging and silencing mute alerting for everyone: triagers' work, not viewers'.
+    return HttpResponse(_("You may not acknowledge or silence alerts."), status=403)
+
+
 # -- machine endpoints ------------------------------------------------------------------------------
 
 @never_cache
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    token = conf.get("MONITORING_METRICS_TOKEN")
-    if token:
-        given = request.headers.get("Authorization", "")
-        if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
-            return HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+    # Backlog, sources, consumer names and hosts are internals: staff or the scraper's token, unless
+    # METRICS_PUBLIC=1 (and no token) opens it.
+    token = getattr(settings, "METRICS_TOKEN", "") or conf.get("MONITORING_METRICS_TOKEN")
+    given = request.headers.get("Authorization", "")
+    allowed = (
+        _is_staff(request.user)
+        or (token and hmac.compare_digest(given.encode(), f"Bearer {token}".encode()))
+        or (not token and getattr(settings, "METRICS_PUBLIC", False))
+    )
+    if not allowed:
+        response = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
     from .prometheus import WebRegistry
 
     return HttpResponse(generate_latest(WebRegistry()), content_type=CONTENT_TYPE_LATEST)
@@ -233,7 +250,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     database_ok, database = health.database_reachable()
     broker_ok, broker = health.broker_reachable()
     ok = database_ok and broker_ok
+    checks = {"database": database, "broker": broker}
+    if not _is_staff(request.user):  # exception text names hosts and users: staff (and the log) only
+        checks = health.public_checks(database_ok=database_ok, broker_ok=broker_ok)
     return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "checks": {"database": database, "broker": broker}},
+        {"status": "ok" if ok else "unavailable", "checks": checks},
         status=200 if ok else 503,
     )

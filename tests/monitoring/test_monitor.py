@@ -181,7 +181,7 @@ def test_consume_demands_accepts_a_metrics_port(monkeypatch):
     from demands.management.commands import consume_demands
 
     started = []
-    monkeypatch.setattr("demands.monitoring.prometheus.start_consumer_metrics_server", lambda port: started.append(port))
+    monkeypatch.setattr("demands.monitoring.prometheus.start_consumer_metrics_server", lambda port, addr="0.0.0.0": started.append(port))
 
     class StopAtOnce:
         def __init__(self, **kwargs):
@@ -194,3 +194,26 @@ def test_consume_demands_accepts_a_metrics_port(monkeypatch):
     monkeypatch.setattr(consume_demands.signal, "signal", lambda *args: None)  # keep pytest's handlers
     call_command("consume_demands", "--metrics-port", "9464")
     assert started == [9464]
+
+
+def test_the_consumer_metrics_server_listens_on_loopback_unless_told_otherwise(monkeypatch, settings):
+    from demands.management.commands import consume_demands
+
+    started = []
+    monkeypatch.setattr("demands.monitoring.prometheus.start_consumer_metrics_server",
+                        lambda port, addr="0.0.0.0": started.append((port, addr)))
+
+    class StopAtOnce:
+        def __init__(self, **kwargs):
+            pass
+
+        def run(self):
+            pass
+
+    monkeypatch.setattr(consume_demands, "ConsumeLoop", StopAtOnce)
+    monkeypatch.setattr(consume_demands.signal, "signal", lambda *args: None)
+    call_command("consume_demands", "--metrics-port", "9464")
+    call_command("consume_demands", "--metrics-port", "9465", "--metrics-addr", "0.0.0.0")
+    settings.CONSUMER_METRICS_ADDR = "10.0.0.5"
+    call_command("consume_demands", "--metrics-port", "9466")
+    assert started == [(9464, "127.0.0.1"), (9465, "0.0.0.0"), (9466, "10.0.0.5")]

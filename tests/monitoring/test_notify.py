@@ -33,6 +33,7 @@ def _retry_schedule(settings):
     settings.MONITORING_RETRY_MAX_SECONDS = 3600
     settings.MONITORING_DELIVERY_MAX_ATTEMPTS = 4
     settings.MONITORING_WEBHOOK_TIMEOUT = 2
+    settings.WEBHOOK_ALLOWED_HOSTS = ["127.0.0.1"]  # the local receivers below
 
 
 @pytest.mark.django_db

@@ -145,7 +145,8 @@ def metric_lines(client, **headers):
     return response.content.decode().splitlines()
 
 
-def test_metrics_expose_backlog_lag_consumers_and_open_alerts(client):
+def test_metrics_expose_backlog_lag_consumers_and_open_alerts(staff_client):
+    client = staff_client  # /metrics needs a staff session or the token (METRICS_PUBLIC=1 opens it)
     now = timezone.now()
     make_demand(priority="urgent")
     make_demand(priority="urgent")
@@ -162,7 +163,8 @@ def test_metrics_expose_backlog_lag_consumers_and_open_alerts(client):
     assert any(line.startswith("process_") or line.startswith("python_info") for line in lines)
 
 
-def test_metrics_expose_ingest_latency_percentiles_in_seconds(client):
+def test_metrics_expose_ingest_latency_percentiles_in_seconds(staff_client):
+    client = staff_client
     from demands.monitoring.flow import add_latency
 
     now = timezone.now()
@@ -185,7 +187,8 @@ def test_healthz_answers_without_checking_dependencies(client, monkeypatch):
     assert response.status_code == 200 and response.json() == {"status": "ok"}
 
 
-def test_readyz_is_503_naming_the_check_that_failed(client, monkeypatch):
+def test_readyz_is_503_naming_the_check_that_failed(staff_client, monkeypatch):
+    client = staff_client  # the detail is for staff; anonymous callers see "unavailable"
     monkeypatch.setattr(health, "broker_reachable", lambda: (False, "KafkaException: transport failure"))
     response = client.get("/readyz")
     assert response.status_code == 503
@@ -238,3 +241,69 @@ def test_durations_read_naturally():
     assert [human_duration(ms) for ms in (None, 120, 1500, 270_000, 7_560_000, 259_200_000)] == [
         "—", "120 ms", "1.5 s", "4.5 min", "2.1 h", "3.0 d",
     ]
+
+
+@pytest.mark.django_db
+def test_viewers_get_no_respond_buttons_and_are_refused_when_they_post(client, viewer_user, now):
+    rule = make_rule(AlertRule.Kind.HEARTBEAT_MISSING, threshold=30)
+    alert = Alert.objects.create(rule=rule, rule_name=rule.name, kind=rule.kind, key="group:g", severity=rule.severity,
+                                 title="No consumer", opened_at=now, last_seen_at=now)
+    silence = Silence.objects.create(rule=rule, key_pattern="group:g", starts_at=now, ends_at=timezone.now() + timedelta(hours=1))
+    client.force_login(viewer_user)
+    page = client.get(reverse("demands:monitoring:alert", args=[alert.pk])).content.decode()
+    assert "alert-acknowledge" not in page and "/acknowledge/" not in page and "End now" not in page and 'name="minutes"' not in page
+    assert client.post(reverse("demands:monitoring:alert-acknowledge", args=[alert.pk])).status_code == 403
+    assert client.post(reverse("demands:monitoring:alert-silence", args=[alert.pk]), {"minutes": "60"}).status_code == 403
+    assert client.post(reverse("demands:monitoring:silence-expire", args=[silence.pk])).status_code == 403
+    alert.refresh_from_db()
+    silence.refresh_from_db()
+    assert alert.acknowledged_at is None and Silence.objects.count() == 1 and silence.is_active(timezone.now())
+
+
+@pytest.mark.django_db
+def test_an_alert_whose_rule_was_deleted_cannot_make_a_silence_for_every_rule(staff_client, now):
+    # rule=None on a silence means "all rules": silencing such an alert would mute every rule for its key.
+    rule = make_rule(AlertRule.Kind.HEARTBEAT_MISSING, threshold=30)
+    alert = Alert.objects.create(rule=rule, rule_name=rule.name, kind=rule.kind, key="group:g", severity=rule.severity,
+                                 title="No consumer", opened_at=now, last_seen_at=now)
+    rule.delete()
+    alert.refresh_from_db()
+    assert alert.rule_id is None
+    response = staff_client.post(reverse("demands:monitoring:alert-silence", args=[alert.pk]), {"minutes": "60"}, follow=True)
+    assert not Silence.objects.exists()
+    assert "rule was deleted" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_silence_service_refuses_an_alert_without_a_rule(now):
+    from demands.monitoring.alerts import alert_silence
+
+    alert = Alert.objects.create(rule=None, rule_name="gone", kind=AlertRule.Kind.HEARTBEAT_MISSING, key="group:g",
+                                 severity="warning", title="No consumer", opened_at=now, last_seen_at=now)
+    with pytest.raises(ValueError):
+        alert_silence(alert=alert, minutes=60)
+    assert not Silence.objects.exists()
+
+
+def test_readyz_tells_anonymous_callers_only_what_is_unavailable(client, monkeypatch):
+    monkeypatch.setattr(health, "database_reachable", lambda: (False, 'OperationalError: connection to "db.internal" user "umsg" failed'))
+    monkeypatch.setattr(health, "broker_reachable", lambda: (False, "KafkaException: broker kafka-1.internal:9092 down"))
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable", "checks": {"database": "unavailable", "broker": "unavailable"}}
+
+
+def test_metrics_are_closed_to_anonymous_callers_by_default(client, settings):
+    settings.MONITORING_METRICS_TOKEN = ""
+    settings.METRICS_TOKEN = ""
+    response = client.get("/metrics")
+    assert response.status_code == 401 and "Bearer" in response["WWW-Authenticate"]
+
+
+def test_metrics_take_the_metrics_token_and_can_be_opened_explicitly(client, settings):
+    settings.METRICS_TOKEN = "scrape-token"
+    assert client.get("/metrics").status_code == 401
+    assert metric_lines(client, HTTP_AUTHORIZATION="Bearer scrape-token")
+    settings.METRICS_TOKEN = ""
+    settings.METRICS_PUBLIC = True
+    assert metric_lines(client)

@@ -24,6 +24,7 @@ class Command(BaseCommand):
         parser.add_argument("--max-failures", type=int, default=settings.CONSUMER_MAX_FAILURES, help="consecutive failures before exiting 1")
         parser.add_argument("--no-broadcast", action="store_true", help="do not push new demands to browsers")
         parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port (monitoring)")
+        parser.add_argument("--metrics-addr", default=settings.CONSUMER_METRICS_ADDR, help="address the metrics server listens on (loopback unless CONSUMER_METRICS_ADDR says otherwise)")
 
     def handle(self, *args, **options):
         topics = [topic.strip() for topic in options["topics"].split(",") if topic.strip()]
@@ -34,7 +35,7 @@ class Command(BaseCommand):
         if options["metrics_port"] is not None:  # monitoring: Prometheus exporter for this process's loop
             from demands.monitoring.prometheus import start_consumer_metrics_server
 
-            start_consumer_metrics_server(options["metrics_port"])
+            start_consumer_metrics_server(options["metrics_port"], addr=options["metrics_addr"])
         loop = ConsumeLoop(
             topics=topics,
             group=options["group"],

@@ -10,17 +10,31 @@ DEFAULT_PASSWORD = "umsg-demo"
 class Command(BaseCommand):
     help = (
         "Ensure a staff superuser for local use and print its credentials. Honours "
-        "DJANGO_SUPERUSER_USERNAME / DJANGO_SUPERUSER_PASSWORD; an existing account keeps its password "
-        "unless DJANGO_SUPERUSER_PASSWORD is set."
+        "DJANGO_SUPERUSER_USERNAME / DJANGO_SUPERUSER_PASSWORD. An existing account is left alone "
+        "(run against a production database, it must not bring a demoted or disabled account back) "
+        "unless --reset is given."
     )
 
-    def handle(self, *args, **options):
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="Make an existing account an active superuser again, with DJANGO_SUPERUSER_PASSWORD "
+            "(or the demo password) as its password.",
+        )
+
+    def handle(self, *args, reset=False, **options):
         username = os.environ.get("DJANGO_SUPERUSER_USERNAME") or DEFAULT_USERNAME
-        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
+        password = os.environ.get("DJANGO_SUPERUSER_PASSWORD") or DEFAULT_PASSWORD
         user, created = get_user_model().objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
-        if created or password:
-            user.set_password(password or DEFAULT_PASSWORD)
+        if not created and not reset:
+            # `make run` calls this every time: it stays idempotent and keeps printing the login.
+            self.stdout.write(self.style.SUCCESS(
+                f"Staff login — username: {username}  password: (existing account left unchanged; "
+                "--reset makes it an active superuser with DJANGO_SUPERUSER_PASSWORD or the demo password)"
+            ))
+            return
+        user.set_password(password)
         user.is_staff = user.is_superuser = user.is_active = True
         user.save()
-        shown = password or (DEFAULT_PASSWORD if created else "(unchanged; set DJANGO_SUPERUSER_PASSWORD to reset)")
-        self.stdout.write(self.style.SUCCESS(f"Staff login — username: {username}  password: {shown}"))
+        self.stdout.write(self.style.SUCCESS(f"Staff login — username: {username}  password: {password}"))
