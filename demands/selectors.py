@@ -19,7 +19,9 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from . import history
-from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team
+from .models import (
+    PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team, UserPreference,
+)
 
 MAX_FILTER_CHARS = 200
 SORTS = ("newest", "oldest", "priority")
@@ -268,16 +270,21 @@ def demands_after(*, filters: DemandFilters, after: int, limit: int) -> list[Dem
     return list(filters.apply(Demand.objects.filter(id__gt=after).select_related("assignee", "team")).order_by("-id")[:limit])
 
 
-def demand_iter(*, filters: DemandFilters, chunk_size: int = 2000):
+EXPORT_CHUNK_SIZE = 2000
+
+
+def demand_chunk(*, filters: DemandFilters, before: int | None = None, limit: int = EXPORT_CHUNK_SIZE) -> list[Demand]:
+    """One keyset chunk of the export: the `limit` newest matches below id `before`."""
+    queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
+    if before is not None:
+        queryset = queryset.filter(id__lt=before)
+    return list(queryset.order_by("-id")[:limit])
+
+
+def demand_iter(*, filters: DemandFilters, chunk_size: int = EXPORT_CHUNK_SIZE):
     """Every matching demand, newest first, fetched in keyset chunks (for CSV export)."""
     before = None
-    while True:
-        queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
-        if before is not None:
-            queryset = queryset.filter(id__lt=before)
-        chunk = list(queryset.order_by("-id")[:chunk_size])
-        if not chunk:
-            return
+    while chunk := demand_chunk(filters=filters, before=before, limit=chunk_size):
         yield from chunk
         before = chunk[-1].pk
 
@@ -293,6 +300,12 @@ def demand_count(*, filters: DemandFilters, cap: int = 10_000) -> tuple[int, boo
 
 def demand_get(*, pk: int) -> Demand:
     return Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
+
+
+def demand_find(*, pk) -> Demand | None:
+    """The demand with this number, or None (a number typed into a form or a URL)."""
+    pk = str(pk)
+    return Demand.objects.filter(pk=int(pk)).first() if pk.isdigit() else None
 
 
 def demand_history(*, demand: Demand) -> list[DemandEvent]:
@@ -316,8 +329,27 @@ def staff_users():
     return get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username")
 
 
+def staff_user_find(*, value) -> object | None:
+    """An active staff member by id (int or digits) or username; None when there is none."""
+    if value is None or value == "":
+        return None
+    users = staff_users()
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return users.filter(pk=int(value)).first()
+    return users.filter(username=str(value)).first()
+
+
 def team_list():
     return Team.objects.all()
+
+
+def team_find(*, value) -> Team | None:
+    """A team by id (int or digits) or name; None when there is none."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return Team.objects.filter(pk=int(value)).first()
+    return Team.objects.filter(name=str(value)).first()
 
 
 def group_list(*, limit: int = 100, offset: int = 0) -> list[DemandGroup]:
@@ -327,6 +359,15 @@ def group_list(*, limit: int = 100, offset: int = 0) -> list[DemandGroup]:
 
 def saved_views(*, user) -> list[SavedView]:
     return list(SavedView.objects.filter(user=user))
+
+
+def notification_list(*, user, limit: int = 100) -> list[Notification]:
+    return list(Notification.objects.filter(user=user).select_related("demand")[:limit])
+
+
+def preference_get(*, user) -> UserPreference:
+    """The user's preferences, or unsaved defaults: looking at the page writes nothing."""
+    return UserPreference.objects.filter(user=user).first() or UserPreference(user=user)
 
 
 def notifications_unread(*, user, limit: int = 50) -> list[Notification]:
