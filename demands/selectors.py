@@ -271,22 +271,35 @@ def demands_after(*, filters: DemandFilters, after: int, limit: int) -> list[Dem
 
 
 EXPORT_CHUNK_SIZE = 2000
-
-
-def demand_chunk(*, filters: DemandFilters, before: int | None = None, limit: int = EXPORT_CHUNK_SIZE) -> list[Demand]:
-    """One keyset chunk of the export: the `limit` newest matches below id `before`."""
-    queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
-    if before is not None:
-        queryset = queryset.filter(id__lt=before)
-    return list(queryset.order_by("-id")[:limit])
+# The export's columns, in order. Tuples, not models: building 1,000,000 Demand instances (and
+# decoding their extra/rule_changes JSON, which the CSV never shows) was most of the export's time.
+EXPORT_COLUMNS = ("pk", "message_id", "source", "type", "priority", "status", "assignee__<USERNAME_FIELD>", "team__name",
+                  "tags", "occurred_at", "received_at", "content")
 
 
 def demand_iter(*, filters: DemandFilters, chunk_size: int = EXPORT_CHUNK_SIZE):
-    """Every matching demand, newest first, fetched in keyset chunks (for CSV export)."""
+    """Every matching demand, newest first, fetched in keyset chunks."""
     before = None
-    while chunk := demand_chunk(filters=filters, before=before, limit=chunk_size):
+    while True:
+        queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
+        if before is not None:
+            queryset = queryset.filter(id__lt=before)
+        chunk = list(queryset.order_by("-id")[:chunk_size])
+        if not chunk:
+            return
         yield from chunk
         before = chunk[-1].pk
+
+
+def demand_export_chunk(*, filters: DemandFilters, before: int | None = None, limit: int = EXPORT_CHUNK_SIZE) -> list[tuple]:
+    """One keyset chunk of the CSV export: the `limit` newest matches below id `before`, as
+    EXPORT_COLUMNS tuples (pk first, so the last row's pk is the next chunk's `before`)."""
+    queryset = filters.apply(Demand.objects.all())
+    if before is not None:
+        queryset = queryset.filter(id__lt=before)
+    username = f"assignee__{get_user_model().USERNAME_FIELD}"
+    columns = [username if name == "assignee__<USERNAME_FIELD>" else name for name in EXPORT_COLUMNS]
+    return list(queryset.order_by("-id").values_list(*columns)[:limit])
 
 
 def demand_count(*, filters: DemandFilters, cap: int = 10_000) -> tuple[int, bool]:

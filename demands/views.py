@@ -237,14 +237,18 @@ class _Echo:
         return value
 
 
-def _csv_lines(demands) -> str:
-    """One chunk of demands as CSV text, every cell defused (csv_safe)."""
+def _csv_lines(rows) -> str:
+    """One chunk of selectors.EXPORT_COLUMNS tuples as CSV text, every cell defused (csv_safe)."""
     writer = csv.writer(_Echo())
-    return "".join(writer.writerow([csv_safe(value) for value in (
-        demand.pk, demand.message_id, demand.source, demand.type, demand.priority, demand.status,
-        demand.assignee.get_username() if demand.assignee else "", demand.team.name if demand.team else "",
-        ",".join(demand.tags or []), demand.occurred_at.isoformat(), demand.received_at.isoformat(), demand.content,
-    )]) for demand in demands)
+    return "".join(writer.writerow([csv_safe(_cell(value)) for value in row]) for row in rows)
+
+
+def _cell(value):
+    if isinstance(value, list):  # tags
+        return ",".join(value)
+    if hasattr(value, "isoformat"):  # timestamps, ISO 8601 with their offset
+        return value.isoformat()
+    return value
 
 
 # BOM: spreadsheet programs then read the UTF-8 (Chinese) correctly.
@@ -254,9 +258,9 @@ _EXPORT_HEAD = "\ufeff" + csv.writer(_Echo()).writerow(EXPORT_HEADER)
 def _export_sync(filters: selectors.DemandFilters):
     yield _EXPORT_HEAD
     before = None
-    while chunk := selectors.demand_chunk(filters=filters, before=before):
+    while chunk := selectors.demand_export_chunk(filters=filters, before=before):
         yield _csv_lines(chunk)
-        before = chunk[-1].pk
+        before = chunk[-1][0]
 
 
 async def _export_async(filters: selectors.DemandFilters):
@@ -274,8 +278,8 @@ async def _export_async(filters: selectors.DemandFilters):
 
 
 def _chunk_csv(filters: selectors.DemandFilters, before: int | None) -> tuple[str, int | None]:
-    chunk = selectors.demand_chunk(filters=filters, before=before)
-    return (_csv_lines(chunk), chunk[-1].pk) if chunk else ("", None)
+    chunk = selectors.demand_export_chunk(filters=filters, before=before)
+    return (_csv_lines(chunk), chunk[-1][0]) if chunk else ("", None)
 
 
 @require_GET

@@ -122,13 +122,13 @@ async def test_under_asgi_the_export_sends_rows_before_it_has_read_the_last_chun
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
     fetches = []
-    real_chunk = selectors.demand_chunk
+    real_chunk = selectors.demand_export_chunk
 
     def counting_chunk(**kwargs):
         fetches.append(kwargs.get("before"))
         return real_chunk(**kwargs)
 
-    monkeypatch.setattr(selectors, "demand_chunk", counting_chunk)
+    monkeypatch.setattr(selectors, "demand_export_chunk", counting_chunk)
     fetches_when_sent = []
     start, bodies = await asgi_get(application, "/demands/export.csv", cookie,
                                    lambda message: fetches_when_sent.append(len(fetches)))
