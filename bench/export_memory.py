@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
+import shutil
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -158,6 +161,7 @@ def main() -> None:
     parser.add_argument("--before", action="store_true", help="serve the export as before (sync iterator under ASGI)")
     parser.add_argument("--keep", metavar="DIR", help="use (and keep) this directory; reuses a filled database")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: daphne stops too
 
     directory = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="umsg-export-"))
     directory.mkdir(parents=True, exist_ok=True)
@@ -168,25 +172,27 @@ def main() -> None:
     env.pop("REDIS_URL", None)
     os.environ.update(env)
     sys.path.insert(0, str(ROOT))
-    fresh = not database.exists()
-    if fresh:
-        subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        print(f"filling {database} with {args.rows:,} demands", flush=True)
-        fill(database, args.rows)
-    cookie = session_cookie()
+    try:  # a temporary directory goes whatever happens
+        fresh = not database.exists()
+        if fresh:
+            subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
+            print(f"filling {database} with {args.rows:,} demands", flush=True)
+            fill(database, args.rows)
+        cookie = session_cookie()
 
-    port = free_port()
-    command = ["-b", "127.0.0.1", "-p", str(port), "unified_msg_site.asgi:application"]
-    command = [sys.executable, "-c", BEFORE_SERVER, *command] if args.before else [sys.executable, "-m", "daphne", *command]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for(port, server)
-        result = export(port, cookie, server.pid)
+        port = free_port()
+        command = ["-b", "127.0.0.1", "-p", str(port), "unified_msg_site.asgi:application"]
+        command = [sys.executable, "-c", BEFORE_SERVER, *command] if args.before else [sys.executable, "-m", "daphne", *command]
+        server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:  # from here on, every way out stops daphne
+            wait_for(port, server)
+            result = export(port, cookie, server.pid)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         if not args.keep:
-            database.unlink(missing_ok=True)
+            shutil.rmtree(directory, ignore_errors=True)
     assert result["rows"] == args.rows, (result["rows"], args.rows)
     mode = "before (sync iterator under ASGI)" if args.before else "streaming (async iterator)"
     print(f"\nexport of {args.rows:,} demands, {mode}:")
@@ -196,6 +202,12 @@ def main() -> None:
     print(f"  total time            {result['elapsed']:8.2f} s")
     print(f"  rows/s                {args.rows / result['elapsed']:8,.0f}")
     print(f"  body                  {result['bytes'] / 1024 / 1024:8.1f} MiB")
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {"rows": args.rows, "mode": "before" if args.before else "streaming", "idle_rss_mib": round(result["idle_kib"] / 1024, 1),
+               "peak_rss_mib": round(result["peak_kib"] / 1024, 1), "ttfb_s": round(result["ttfb"], 2),
+               "total_s": round(result["elapsed"], 2), "rows_per_s": round(args.rows / result["elapsed"])}
+    (out / f"export-{figures['mode']}-{args.rows}-{time.strftime('%Y%m%d-%H%M%S')}.json").write_text(json.dumps(figures, indent=2))
 
 
 if __name__ == "__main__":
