@@ -112,6 +112,7 @@ async def asgi_get(application, path: str, cookie: str, on_body) -> tuple[dict, 
 @pytest.mark.django_db(transaction=True)
 async def test_under_asgi_the_export_sends_rows_before_it_has_read_the_last_chunk(monkeypatch, staff_user):
     from asgiref.sync import sync_to_async
+    from django.db import connections
     from django.test import Client
 
     from unified_msg_site.asgi import application
@@ -130,8 +131,11 @@ async def test_under_asgi_the_export_sends_rows_before_it_has_read_the_last_chun
 
     monkeypatch.setattr(selectors, "demand_export_chunk", counting_chunk)
     fetches_when_sent = []
-    start, bodies = await asgi_get(application, "/demands/export.csv", cookie,
-                                   lambda message: fetches_when_sent.append(len(fetches)))
+    try:
+        start, bodies = await asgi_get(application, "/demands/export.csv", cookie,
+                                       lambda message: fetches_when_sent.append(len(fetches)))
+    finally:  # this test's sync_to_async thread holds a connection; PostgreSQL must drop the test database
+        await sync_to_async(connections.close_all)()
 
     assert start["status"] == 200
     text = b"".join(m.get("body", b"") for m in bodies).decode("utf-8")
