@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from functools import wraps
 
-from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm
 from django.contrib.auth.views import redirect_to_login
@@ -62,14 +61,19 @@ def api_staff_required(view):
 
 class StaffAuthenticationForm(ThrottledLoginMixin, AuthenticationForm):
     """Only staff may sign in: the dashboard holds other people's feedback and system internals.
-    Repeated failures for one username from one address are throttled (demands.login_throttle)."""
+    Repeated failures for one username from one address are throttled (demands.login_throttle).
+
+    A wrong password, an unknown user, an inactive account and a customer's right password all get
+    one message: a distinct "not staff" answer would tell a guesser that the password was right."""
 
     error_messages = {
         **AuthenticationForm.error_messages,
-        "not_staff": _("This account has no access to the dashboard. Ask an administrator for staff access."),
+        "invalid_login": _(
+            "Wrong %(username)s or password, or the account has no access to the dashboard. Both fields may be "
+            "case-sensitive; ask an administrator if you need staff access."
+        ),
     }
 
     def confirm_login_allowed(self, user):
-        super().confirm_login_allowed(user)
-        if not user.is_staff:
-            raise forms.ValidationError(self.error_messages["not_staff"], code="not_staff")
+        if not (user.is_active and user.is_staff):
+            raise self.get_invalid_login_error()

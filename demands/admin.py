@@ -62,7 +62,7 @@ def _priority_action(priority):
 def _bulk(request, queryset, **change):
     try:
         result = services.demand_bulk_update(demand_ids=list(queryset.values_list("pk", flat=True)), actor=request.user, **change)
-    except PermissionDenied as exc:
+    except (PermissionDenied, services.TriageError) as exc:  # not a triager; too many selected
         messages.error(request, str(exc))
         return
     if result.changed:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import json
 
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
-from .models import Demand, Team
+from .models import Demand
 from .access import api_staff_required
 
 API_MAX_LIMIT = 500
@@ -138,8 +136,7 @@ def demand_detail(request: HttpRequest, pk: int) -> JsonResponse:
     if version is not None and _int(version) is None:
         return _error("version must be an integer", 400)
     try:
-        with transaction.atomic():  # several fields: all or nothing (the services nest as savepoints)
-            _patch(request, demand, body, version)
+        services.demand_update(demand=demand, actor=request.user, expected_version=_int(version), **_patch_fields(body))
     except PermissionDenied as exc:
         return _error(str(exc) or "you cannot change demands", 403)
     except services.ConflictError as exc:
@@ -153,46 +150,22 @@ class _BadRequest(services.TriageError):
     pass
 
 
-def _patch(request, demand, body, version) -> None:
-    """Apply the PATCH's fields through the services; each passes the version the previous set."""
-    if "assignee" in body or "team" in body:
-        assignee, team = demand.assignee, demand.team
-        if "assignee" in body:
-            assignee = _find_user(body["assignee"])
-            if body["assignee"] is not None and assignee is None:
-                raise _BadRequest(f"no active staff member {body['assignee']!r}")
-        if "team" in body:
-            team = _find_team(body["team"])
-            if body["team"] is not None and team is None:
-                raise _BadRequest(f"no team {body['team']!r}")
-        demand = services.demand_assign(
-            demand=demand, assignee=assignee, team=team, actor=request.user, expected_version=_int(version)
-        )
-        version = demand.version if version is not None else None
+def _patch_fields(body: dict) -> dict:
+    """The PATCH body as demand_update's keywords; a person or team that does not exist is a 400."""
+    fields = {}
+    if "assignee" in body:
+        fields["assignee"] = selectors.staff_user_find(value=body["assignee"])
+        if body["assignee"] is not None and fields["assignee"] is None:
+            raise _BadRequest(f"no active staff member {body['assignee']!r}")
+    if "team" in body:
+        fields["team"] = selectors.team_find(value=body["team"])
+        if body["team"] is not None and fields["team"] is None:
+            raise _BadRequest(f"no team {body['team']!r}")
     if "priority" in body:
-        demand = services.demand_set_priority(
-            demand=demand, priority=str(body["priority"]), actor=request.user, expected_version=_int(version)
-        )
-        version = demand.version if version is not None else None
+        fields["priority"] = str(body["priority"])
     if "status" in body:
-        services.demand_change_status(demand=demand, status=str(body["status"]), actor=request.user, expected_version=_int(version))
-
-
-def _find_user(value):
-    if value is None:
-        return None
-    users = get_user_model().objects.filter(is_active=True, is_staff=True)
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        return users.filter(pk=int(value)).first()
-    return users.filter(username=str(value)).first()
-
-
-def _find_team(value):
-    if value is None:
-        return None
-    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
-        return Team.objects.filter(pk=int(value)).first()
-    return Team.objects.filter(name=str(value)).first()
+        fields["status"] = str(body["status"])
+    return fields
 
 
 @require_GET

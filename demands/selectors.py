@@ -19,7 +19,9 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from . import history
-from .models import PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team
+from .models import (
+    PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team, UserPreference,
+)
 
 MAX_FILTER_CHARS = 200
 SORTS = ("newest", "oldest", "priority")
@@ -268,8 +270,15 @@ def demands_after(*, filters: DemandFilters, after: int, limit: int) -> list[Dem
     return list(filters.apply(Demand.objects.filter(id__gt=after).select_related("assignee", "team")).order_by("-id")[:limit])
 
 
-def demand_iter(*, filters: DemandFilters, chunk_size: int = 2000):
-    """Every matching demand, newest first, fetched in keyset chunks (for CSV export)."""
+EXPORT_CHUNK_SIZE = 2000
+# The export's columns, in order. Tuples, not models: building 1,000,000 Demand instances (and
+# decoding their extra/rule_changes JSON, which the CSV never shows) was most of the export's time.
+EXPORT_COLUMNS = ("pk", "message_id", "source", "type", "priority", "status", "assignee__<USERNAME_FIELD>", "team__name",
+                  "tags", "occurred_at", "received_at", "content")
+
+
+def demand_iter(*, filters: DemandFilters, chunk_size: int = EXPORT_CHUNK_SIZE):
+    """Every matching demand, newest first, fetched in keyset chunks."""
     before = None
     while True:
         queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
@@ -280,6 +289,17 @@ def demand_iter(*, filters: DemandFilters, chunk_size: int = 2000):
             return
         yield from chunk
         before = chunk[-1].pk
+
+
+def demand_export_chunk(*, filters: DemandFilters, before: int | None = None, limit: int = EXPORT_CHUNK_SIZE) -> list[tuple]:
+    """One keyset chunk of the CSV export: the `limit` newest matches below id `before`, as
+    EXPORT_COLUMNS tuples (pk first, so the last row's pk is the next chunk's `before`)."""
+    queryset = filters.apply(Demand.objects.all())
+    if before is not None:
+        queryset = queryset.filter(id__lt=before)
+    username = f"assignee__{get_user_model().USERNAME_FIELD}"
+    columns = [username if name == "assignee__<USERNAME_FIELD>" else name for name in EXPORT_COLUMNS]
+    return list(queryset.order_by("-id").values_list(*columns)[:limit])
 
 
 def demand_count(*, filters: DemandFilters, cap: int = 10_000) -> tuple[int, bool]:
@@ -293,6 +313,12 @@ def demand_count(*, filters: DemandFilters, cap: int = 10_000) -> tuple[int, boo
 
 def demand_get(*, pk: int) -> Demand:
     return Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
+
+
+def demand_find(*, pk) -> Demand | None:
+    """The demand with this number, or None (a number typed into a form or a URL)."""
+    pk = str(pk)
+    return Demand.objects.filter(pk=int(pk)).first() if pk.isdigit() else None
 
 
 def demand_history(*, demand: Demand) -> list[DemandEvent]:
@@ -316,8 +342,27 @@ def staff_users():
     return get_user_model().objects.filter(is_active=True, is_staff=True).order_by("username")
 
 
+def staff_user_find(*, value) -> object | None:
+    """An active staff member by id (int or digits) or username; None when there is none."""
+    if value is None or value == "":
+        return None
+    users = staff_users()
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return users.filter(pk=int(value)).first()
+    return users.filter(username=str(value)).first()
+
+
 def team_list():
     return Team.objects.all()
+
+
+def team_find(*, value) -> Team | None:
+    """A team by id (int or digits) or name; None when there is none."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
+        return Team.objects.filter(pk=int(value)).first()
+    return Team.objects.filter(name=str(value)).first()
 
 
 def group_list(*, limit: int = 100, offset: int = 0) -> list[DemandGroup]:
@@ -327,6 +372,15 @@ def group_list(*, limit: int = 100, offset: int = 0) -> list[DemandGroup]:
 
 def saved_views(*, user) -> list[SavedView]:
     return list(SavedView.objects.filter(user=user))
+
+
+def notification_list(*, user, limit: int = 100) -> list[Notification]:
+    return list(Notification.objects.filter(user=user).select_related("demand")[:limit])
+
+
+def preference_get(*, user) -> UserPreference:
+    """The user's preferences, or unsaved defaults: looking at the page writes nothing."""
+    return UserPreference.objects.filter(user=user).first() or UserPreference(user=user)
 
 
 def notifications_unread(*, user, limit: int = 50) -> list[Notification]:

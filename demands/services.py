@@ -7,8 +7,11 @@ history entry, and broadcasts after the transaction committed.
 
 from __future__ import annotations
 
+import zoneinfo
 from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -16,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from . import history, live, notifications
-from .access import can_triage
+from .access import can_triage, is_staff
 from .models import (
     CLOSED_STATUSES,
     TRANSITIONS,
@@ -24,12 +27,18 @@ from .models import (
     DemandEvent,
     Notification,
     Priority,
+    SavedView,
     Status,
     Team,
+    UserPreference,
 )
 
 User = get_user_model()
 MAX_COMMENT_CHARS = 10_000
+# One bulk post changes at most this many demands: each is its own transaction and broadcast, so
+# an unbounded list (a crafted form, a script) would hold a worker for minutes.
+BULK_MAX_IDS = 500
+SAVED_VIEW_NAME_MAX_CHARS = 100
 
 
 class TriageError(Exception):
@@ -44,6 +53,10 @@ class ConflictError(TriageError):
     """The demand changed since the user loaded it."""
 
 
+def _check_staff(user) -> None:
+    # Saved views, preferences and notifications are a staff member's own: looking is enough.
+    if not is_staff(user):
+        raise PermissionDenied(_("Only staff members can use the dashboard."))
 
 
 def _check_actor(actor) -> None:
@@ -257,8 +270,13 @@ def demand_bulk_update(
     team=UNCHANGED,
 ) -> BulkResult:
     """Apply one change to many demands, each in its own transaction through the single services
-    above; a demand that cannot take the change (invalid transition…) is reported, not fatal."""
+    above; a demand that cannot take the change (invalid transition…) is reported, not fatal.
+    More than BULK_MAX_IDS distinct ids is refused whole (TriageError) before anything changes."""
     _check_actor(actor)
+    if len(set(demand_ids)) > BULK_MAX_IDS:
+        raise TriageError(
+            _("Change at most %(max)d demands at once (%(n)d were selected).") % {"max": BULK_MAX_IDS, "n": len(set(demand_ids))}
+        )
     result = BulkResult()
     found = Demand.objects.filter(pk__in=demand_ids).order_by("pk")
     for pk in sorted(set(demand_ids) - set(found.values_list("pk", flat=True))):
@@ -280,7 +298,67 @@ def demand_bulk_update(
 
 
 def notification_mark_read(*, user, notification_ids: list[int] | None = None) -> int:
+    _check_staff(user)
     unread = Notification.objects.filter(user=user, read_at__isnull=True)
     if notification_ids is not None:
         unread = unread.filter(pk__in=notification_ids)
     return unread.update(read_at=timezone.now())
+
+
+@transaction.atomic
+def demand_update(
+    *, demand: Demand, actor, assignee=UNCHANGED, team=UNCHANGED, priority: str | None = None, status: str | None = None,
+    expected_version: int | None = None,
+) -> Demand:
+    """Several fields at once (the API's PATCH): all or nothing. Each step runs the single service
+    and passes on the version the previous step set, so `expected_version` guards the whole change."""
+    _check_actor(actor)
+    version = expected_version
+    if assignee is not UNCHANGED or team is not UNCHANGED:
+        demand = demand_assign(
+            demand=demand, assignee=demand.assignee if assignee is UNCHANGED else assignee,
+            team=demand.team if team is UNCHANGED else team, actor=actor, expected_version=version,
+        )
+        version = demand.version if version is not None else None
+    if priority is not None:
+        demand = demand_set_priority(demand=demand, priority=priority, actor=actor, expected_version=version)
+        version = demand.version if version is not None else None
+    if status is not None:
+        demand = demand_change_status(demand=demand, status=status, actor=actor, expected_version=version)
+    return demand
+
+
+def saved_view_create(*, user, name: str, filter_params: dict[str, str]) -> SavedView:
+    """Save the list's filters under a name; the same name again replaces that view's filters."""
+    _check_staff(user)
+    name = (name or "").strip()[:SAVED_VIEW_NAME_MAX_CHARS]
+    if not name:
+        raise TriageError(_("Give the view a name."))
+    if not filter_params:
+        raise TriageError(_("Choose some filters first: a view without filters is just the list."))
+    view, _created = SavedView.objects.update_or_create(user=user, name=name, defaults={"query": urlencode(filter_params)})
+    return view
+
+
+def saved_view_delete(*, user, saved_view_id: int) -> bool:
+    """Delete one of the user's own views; someone else's id deletes nothing."""
+    _check_staff(user)
+    deleted, _rows = SavedView.objects.filter(user=user, pk=saved_view_id).delete()
+    return bool(deleted)
+
+
+def preference_update(*, user, language: str | None = None, time_zone: str | None = None) -> UserPreference:
+    """Language and time zone for every device of this user; None leaves a field as it is.
+
+    The row is created on the first attempt, even a refused one, so a refusal leaves the defaults."""
+    _check_staff(user)
+    preference, _created = UserPreference.objects.get_or_create(user=user)
+    language = preference.language if language is None else language
+    time_zone = preference.time_zone if time_zone is None else time_zone
+    if language and language not in dict(settings.LANGUAGES):
+        raise TriageError(_("Unknown language."))
+    if time_zone and time_zone not in zoneinfo.available_timezones():
+        raise TriageError(_("Unknown time zone."))
+    preference.language, preference.time_zone = language, time_zone
+    preference.save(update_fields=["language", "time_zone"])
+    return preference

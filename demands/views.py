@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import zoneinfo
-from urllib.parse import urlencode
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
-from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -22,8 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import selectors, services
 from .access import staff_required
-from .models import TRANSITIONS, Demand, Notification, Priority, SavedView, Status, Team, UserPreference
-
+from .models import TRANSITIONS, Demand, Priority, Status
 
 
 def _int_param(request: HttpRequest, name: str, default: int | None = None) -> int | None:
@@ -109,7 +107,9 @@ def _version(request: HttpRequest) -> int | None:
 
 def _triage_action(request: HttpRequest, pk: int, action) -> HttpResponse:
     """Run one service call for a form post; report errors as messages; back to the demand."""
-    demand = get_object_or_404(Demand, pk=pk)
+    demand = selectors.demand_find(pk=pk)
+    if demand is None:
+        raise Http404("No such demand")
     try:
         action(demand)
     except PermissionDenied as exc:
@@ -120,13 +120,22 @@ def _triage_action(request: HttpRequest, pk: int, action) -> HttpResponse:
 
 
 def _user_or_none(value: str):
-    if not value:
-        return None
-    return get_user_model().objects.filter(pk=value, is_active=True, is_staff=True).first() if value.isdigit() else None
+    # Forms post ids; a username typed into a crafted form finds nobody, as before.
+    return selectors.staff_user_find(value=value) if value.isdigit() else None
 
 
 def _team_or_none(value: str):
-    return Team.objects.filter(pk=value).first() if value and value.isdigit() else None
+    return selectors.team_find(value=value) if value.isdigit() else None
+
+
+def _safe_next(request: HttpRequest) -> str | None:
+    """The `next` target if it stays on this site (and on https when this request came over https)."""
+    target = request.POST.get("next", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return None
 
 
 @require_POST
@@ -167,7 +176,7 @@ def demand_comment(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 def demand_duplicate(request: HttpRequest, pk: int) -> HttpResponse:
     value = request.POST.get("original", "").strip().lstrip("#")
-    original = Demand.objects.filter(pk=value).first() if value.isdigit() else None
+    original = selectors.demand_find(pk=value)
     if original is None:
         messages.error(request, gettext("Name the demand this one duplicates by its number, e.g. 1234."))
         return redirect("demands:detail", pk=pk)
@@ -184,6 +193,10 @@ def _back_to_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 def demand_bulk(request: HttpRequest) -> HttpResponse:
     ids = [int(value) for value in request.POST.getlist("ids") if value.isdigit()]
+    if len(set(ids)) > services.BULK_MAX_IDS:  # refused before any lookup: the list may be huge
+        messages.error(request, gettext("Select at most %(max)d demands at once (you selected %(n)d).")
+                       % {"max": services.BULK_MAX_IDS, "n": len(set(ids))})
+        return _back_to_list(request)
     if not ids:
         messages.warning(request, gettext("Select at least one demand first."))
         return _back_to_list(request)
@@ -216,31 +229,70 @@ def demand_bulk(request: HttpRequest) -> HttpResponse:
     return _back_to_list(request)
 
 
+EXPORT_HEADER = ["pk", "id", "source", "type", "priority", "status", "assignee", "team", "tags", "timestamp", "received_at", "content"]
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def _csv_lines(rows) -> str:
+    """One chunk of selectors.EXPORT_COLUMNS tuples as CSV text, every cell defused (csv_safe)."""
+    writer = csv.writer(_Echo())
+    return "".join(writer.writerow([csv_safe(_cell(value)) for value in row]) for row in rows)
+
+
+def _cell(value):
+    if isinstance(value, list):  # tags
+        return ",".join(value)
+    if hasattr(value, "isoformat"):  # timestamps, ISO 8601 with their offset
+        return value.isoformat()
+    return value
+
+
+# BOM: spreadsheet programs then read the UTF-8 (Chinese) correctly.
+_EXPORT_HEAD = "\ufeff" + csv.writer(_Echo()).writerow(EXPORT_HEADER)
+
+
+def _export_sync(filters: selectors.DemandFilters):
+    yield _EXPORT_HEAD
+    before = None
+    while chunk := selectors.demand_export_chunk(filters=filters, before=before):
+        yield _csv_lines(chunk)
+        before = chunk[-1][0]
+
+
+async def _export_async(filters: selectors.DemandFilters):
+    # Under ASGI a sync iterator is read whole into a list before the first byte is sent (Django's
+    # StreamingHttpResponse "must consume synchronous iterators"); an async one is sent as it goes.
+    # Each chunk is fetched and rendered in the ORM's thread; at most one chunk is held at a time.
+    yield _EXPORT_HEAD
+    before = None
+    fetch = sync_to_async(lambda before: _chunk_csv(filters, before))
+    while True:
+        text, before = await fetch(before)
+        if before is None:
+            return
+        yield text
+
+
+def _chunk_csv(filters: selectors.DemandFilters, before: int | None) -> tuple[str, int | None]:
+    chunk = selectors.demand_export_chunk(filters=filters, before=before)
+    return (_csv_lines(chunk), chunk[-1][0]) if chunk else ("", None)
+
+
 @require_GET
 @staff_required
 def demand_export(request: HttpRequest) -> StreamingHttpResponse:
-    """The filtered list as CSV, streamed in keyset chunks (no limit, constant memory)."""
+    """The filtered list as CSV, streamed in keyset chunks (no limit, constant memory).
+
+    Under ASGI (daphne) an async iterator, so chunks go out as they are read; under WSGI a sync one
+    (WSGI servers stream those, and would buffer an async one whole)."""
     filters = selectors.DemandFilters.from_params(request.GET, user=request.user)
-
-    class Echo:
-        def write(self, value):
-            return value
-
-    writer = csv.writer(Echo())
-    header = ["pk", "id", "source", "type", "priority", "status", "assignee", "team", "tags", "timestamp", "received_at", "content"]
-
-    def rows():
-        yield "\ufeff"  # BOM: spreadsheet programs then read the UTF-8 (Chinese) correctly
-        yield writer.writerow(header)
-        for demand in selectors.demand_iter(filters=filters):
-            yield writer.writerow([csv_safe(value) for value in (
-                demand.pk, demand.message_id, demand.source, demand.type, demand.priority, demand.status,
-                demand.assignee.get_username() if demand.assignee else "", demand.team.name if demand.team else "",
-                ",".join(demand.tags or []), demand.occurred_at.isoformat(), demand.received_at.isoformat(), demand.content,
-            )])
-
+    content = _export_async(filters) if isinstance(request, ASGIRequest) else _export_sync(filters)
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="demands-{stamp}.csv"'
     return response
 
@@ -256,23 +308,20 @@ def csv_safe(value) -> str:
 @require_POST
 @staff_required
 def saved_view_create(request: HttpRequest) -> HttpResponse:
-    name = request.POST.get("name", "").strip()[:100]
-    query = request.POST.get("return_query", "")
-    filters = selectors.DemandFilters.from_params(QueryDict(query), user=request.user)
-    if not name:
-        messages.error(request, gettext("Give the view a name."))
-    elif not filters.params():
-        messages.error(request, gettext("Choose some filters first: a view without filters is just the list."))
+    filters = selectors.DemandFilters.from_params(QueryDict(request.POST.get("return_query", "")), user=request.user)
+    try:
+        view = services.saved_view_create(user=request.user, name=request.POST.get("name", ""), filter_params=filters.params())
+    except services.TriageError as exc:
+        messages.error(request, str(exc))
     else:
-        SavedView.objects.update_or_create(user=request.user, name=name, defaults={"query": urlencode(filters.params())})
-        messages.success(request, gettext("Saved the view “%(name)s”.") % {"name": name})
+        messages.success(request, gettext("Saved the view “%(name)s”.") % {"name": view.name})
     return _back_to_list(request)
 
 
 @require_POST
 @staff_required
 def saved_view_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    SavedView.objects.filter(user=request.user, pk=pk).delete()
+    services.saved_view_delete(user=request.user, saved_view_id=pk)
     return _back_to_list(request)
 
 
@@ -280,7 +329,7 @@ def saved_view_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @staff_required
 def notification_list(request: HttpRequest) -> HttpResponse:
     return render(request, "demands/notifications.html", {
-        "notifications": Notification.objects.filter(user=request.user).select_related("demand")[:100],
+        "notifications": selectors.notification_list(user=request.user, limit=100),
         "nav": "notifications",
     })
 
@@ -290,10 +339,7 @@ def notification_list(request: HttpRequest) -> HttpResponse:
 def notification_read(request: HttpRequest) -> HttpResponse:
     ids = [int(v) for v in request.POST.getlist("ids") if v.isdigit()] or None
     services.notification_mark_read(user=request.user, notification_ids=ids)
-    target = request.POST.get("next", "")
-    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-        return redirect(target)
-    return redirect("demands:notifications")
+    return redirect(_safe_next(request) or "demands:notifications")
 
 
 @require_GET
@@ -308,23 +354,18 @@ def group_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 def preferences(request: HttpRequest) -> HttpResponse:
     """Language and time zone for this user (every device); the topbar switch posts here too."""
-    preference, _created = UserPreference.objects.get_or_create(user=request.user)
     if request.method == "POST":
-        language = request.POST.get("language", preference.language)
-        time_zone = request.POST.get("time_zone", preference.time_zone)
-        if language and language not in dict(settings.LANGUAGES):
-            messages.error(request, gettext("Unknown language."))
-        elif time_zone and time_zone not in zoneinfo.available_timezones():
-            messages.error(request, gettext("Unknown time zone."))
+        try:
+            preference = services.preference_update(
+                user=request.user, language=request.POST.get("language"), time_zone=request.POST.get("time_zone")
+            )
+        except services.TriageError as exc:
+            messages.error(request, str(exc))
         else:
-            preference.language, preference.time_zone = language, time_zone
-            preference.save()
-            translation.activate(language or settings.LANGUAGE_CODE)
+            translation.activate(preference.language or settings.LANGUAGE_CODE)
             messages.success(request, gettext("Preferences saved."))
-        target = request.POST.get("next", "")
-        if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
-            return redirect(target)
-        return redirect("demands:preferences")
+        return redirect(_safe_next(request) or "demands:preferences")
     return render(request, "demands/preferences.html", {
-        "preference": preference, "time_zones": settings.COMMON_TIME_ZONES, "nav": "preferences",
+        "preference": selectors.preference_get(user=request.user), "time_zones": settings.COMMON_TIME_ZONES,
+        "nav": "preferences",
     })
