@@ -23,3 +23,12 @@ class DemandsConfig(AppConfig):
         from .models import DemandGroup
 
         post_delete.connect(known_groups.forget, sender=DemandGroup, dispatch_uid="known-groups-forget")
+
+        # Open websockets outlive the rights they were opened with: close them when those go.
+        from django.conf import settings
+        from django.contrib.auth.signals import user_logged_out
+
+        from . import live
+
+        user_logged_out.connect(live.on_user_logged_out, dispatch_uid="live-logout-closes-sockets")
+        post_save.connect(live.on_user_saved, sender=settings.AUTH_USER_MODEL, dispatch_uid="live-user-saved-closes-sockets")

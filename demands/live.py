@@ -5,14 +5,17 @@ notification) and sent to a group in one message; each websocket consumer forwar
 its page. Browsers never get a per-browser render, and the consume loop never waits on browsers.
 
 Groups: `demands` (every list page), `demand-<pk>` (pages showing that demand), `user-<id>`
-(every page of that user: notifications).
+(every page of that user: notifications, and the message that closes them when the user signs
+out or loses access), `monitoring` (every page: see demands/monitoring/live.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
+from collections import Counter
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
@@ -20,11 +23,14 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
 
+logger = logging.getLogger(__name__)
+
 DEMANDS_GROUP = "demands"
 EVENT_DEMANDS_CREATED = "demands.created"  # handled by DemandStreamConsumer.demands_created
 EVENT_DEMANDS_CHANGED = "demands.changed"  # … .demands_changed
 EVENT_DEMAND_DETAIL = "demand.detail"  # … .demand_detail
 EVENT_USER_NOTIFY = "user.notify"  # … .user_notify
+EVENT_ACCESS_REVOKED = "access.revoked"  # … .access_revoked: the user's sockets close
 
 
 def demand_group(pk: int) -> str:
@@ -35,18 +41,117 @@ def user_group(user_id: int) -> str:
     return f"user-{user_id}"
 
 
-def render_each_language(template: str, context: dict) -> dict[str, str]:
-    """One render per UI language: each socket sends its reader's (see consumers)."""
+# -- who reads, in which language --------------------------------------------------------------
+# The sockets this process serves, counted by reader language (and by user). With the in-memory
+# channel layer every reader is one of them, so a broadcast is rendered in the languages they read
+# and no other; with a network layer (Redis) readers may be in any process, and each fragment is
+# rendered once in each of settings.LANGUAGES (a user's notifications in their chosen language).
+_readers_lock = threading.Lock()
+_languages_read: Counter = Counter()
+_languages_read_by_user: dict[int, Counter] = {}
+
+
+def reader_opened(*, user_id: int, language: str) -> None:
+    with _readers_lock:
+        _languages_read[language] += 1
+        _languages_read_by_user.setdefault(user_id, Counter())[language] += 1
+
+
+def reader_closed(*, user_id: int, language: str) -> None:
+    with _readers_lock:
+        _languages_read[language] -= 1
+        if _languages_read[language] <= 0:
+            del _languages_read[language]
+        by_user = _languages_read_by_user.get(user_id)
+        if by_user is not None:
+            by_user[language] -= 1
+            if by_user[language] <= 0:
+                del by_user[language]
+            if not by_user:
+                del _languages_read_by_user[user_id]
+
+
+def reader_language(user, headers: dict[bytes, bytes]) -> str:
+    """The language the user's pages are in: their preference, else the browser's (as
+    LocaleMiddleware decides for pages), else the site default."""
+    from django.utils.translation import get_supported_language_variant
+    from django.utils.translation.trans_real import parse_accept_lang_header
+
+    from .models import UserPreference
+
+    preferred = UserPreference.objects.filter(user=user).values_list("language", flat=True).first()
+    if preferred:
+        return preferred
+    cookie_header = headers.get(b"cookie", b"").decode("latin-1")
+    for part in cookie_header.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == settings.LANGUAGE_COOKIE_NAME and value:
+            try:
+                return get_supported_language_variant(value)
+            except LookupError:
+                pass
+    for code, _quality in parse_accept_lang_header(headers.get(b"accept-language", b"").decode("latin-1")):
+        try:
+            return get_supported_language_variant(code)
+        except LookupError:
+            continue
+    return settings.LANGUAGE_CODE
+
+
+def _every_reader_is_local() -> bool:
+    from channels.layers import InMemoryChannelLayer
+
+    return isinstance(get_channel_layer(), InMemoryChannelLayer)
+
+
+def _all_languages() -> list[str]:
+    return [code for code, _name in settings.LANGUAGES]
+
+
+def languages_needed() -> list[str]:
+    """The languages to render a broadcast to list and detail pages in."""
+    if _every_reader_is_local():
+        with _readers_lock:
+            read = sorted(_languages_read)
+        if read:
+            return read
+    return _all_languages()  # nobody known (a bare channel, another process): every language, once
+
+
+def languages_needed_by(user_ids) -> dict[int, list[str]]:
+    """The languages each user's pages are in: those of their open sockets when every reader is
+    local, else their chosen language, else every language."""
+    from .models import UserPreference
+
+    user_ids = set(user_ids)
+    needed: dict[int, list[str]] = {}
+    if _every_reader_is_local():
+        with _readers_lock:
+            needed = {uid: sorted(_languages_read_by_user[uid]) for uid in user_ids if uid in _languages_read_by_user}
+    missing = user_ids - needed.keys()
+    if missing:
+        chosen = dict(
+            UserPreference.objects.filter(user_id__in=missing).exclude(language="").values_list("user_id", "language")
+        )
+        for uid in missing:
+            needed[uid] = [chosen[uid]] if uid in chosen else _all_languages()
+    return needed
+
+
+def render_in(languages, template: str, context: dict) -> dict[str, str]:
+    """`template` rendered once in each of `languages`: each socket sends its reader's (see consumers)."""
     rendered = {}
-    for code, _name in settings.LANGUAGES:
+    for code in languages:
         with translation.override(code):
             rendered[code] = render_to_string(template, context)
     return rendered
 
 
-def row_payload(demand, *, is_new: bool = True, language: str | None = None) -> dict:
+def row_payload(demand, *, is_new: bool = True, language: str | None = None, languages=None) -> dict:
     """What a consumer needs to filter and show one demand without touching the database.
-    `html` maps each language to the rendered row (only `language`'s, when one is given)."""
+    `html` maps each language needed (or only `language`, or `languages`) to the rendered row."""
+    if languages is None:
+        languages = languages_needed() if language is None else [language]
     return {
         "id": demand.pk,
         "status": demand.status,
@@ -60,15 +165,8 @@ def row_payload(demand, *, is_new: bool = True, language: str | None = None) -> 
         "group_id": demand.group_id,
         "tags": list(demand.tags or []),
         "received_at": demand.received_at.isoformat(),
-        "html": render_each_language("demands/list.html#row", {"demand": demand, "is_new": is_new})
-        if language is None
-        else {language: _render_in(language, "demands/list.html#row", {"demand": demand, "is_new": is_new})},
+        "html": render_in(languages, "demands/list.html#row", {"demand": demand, "is_new": is_new}),
     }
-
-
-def _render_in(language: str, template: str, context: dict) -> str:
-    with translation.override(language):
-        return render_to_string(template, context)
 
 
 def wrap_rows(html_rows: list[str], *, more: bool = False) -> str:
@@ -144,7 +242,8 @@ def broadcast_demands_created(demands) -> None:
     # `more` tells each page to fetch the rest of what matches its filters itself (resume).
     newest = sorted(demands, key=lambda d: d.pk, reverse=True)[: settings.DEMANDS_LIVE_BATCH_ROWS]
     # Ingest hands over its light rows (ingest.NewDemand); templates want the model.
-    rows = [row_payload(demand.to_model() if hasattr(demand, "to_model") else demand) for demand in newest]
+    languages = languages_needed()
+    rows = [row_payload(demand.to_model() if hasattr(demand, "to_model") else demand, languages=languages) for demand in newest]
     group_send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CREATED, "rows": rows, "more": len(demands) > len(newest)})
 
 
@@ -153,10 +252,11 @@ def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> N
     from .models import Demand, DemandEvent  # live is imported by models' users
 
     demand = Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
-    group_send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CHANGED, "rows": [row_payload(demand, is_new=False)]})
+    languages = languages_needed()
+    group_send(DEMANDS_GROUP, {"type": EVENT_DEMANDS_CHANGED, "rows": [row_payload(demand, is_new=False, languages=languages)]})
     events = list(DemandEvent.objects.filter(pk__in=list(event_ids)).select_related("actor", "rule").order_by("id"))
     detail_html = {}
-    for code, _name in settings.LANGUAGES:
+    for code in languages:
         with translation.override(code):
             detail_html[code] = render_to_string("demands/detail.html#summary", {"demand": demand, "live": True}) + (
                 '<ol id="history" data-append>'
@@ -169,9 +269,44 @@ def broadcast_demand_changed(pk: int, *, event_ids=(), notification_ids=()) -> N
 
 def broadcast_notifications(notification_ids) -> None:
     """Show new notifications on every open page of their users, with the unread count."""
+    from django.db.models import Count
+
     from .models import Notification
 
-    for notification in Notification.objects.filter(pk__in=list(notification_ids)):
-        unread = Notification.objects.filter(user_id=notification.user_id, read_at__isnull=True).count()
-        html = render_each_language("demands/_notification.html", {"notification": notification, "unread": unread})
+    notifications = list(Notification.objects.filter(pk__in=list(notification_ids)).order_by("id"))
+    if not notifications:
+        return
+    user_ids = {notification.user_id for notification in notifications}
+    unread = dict(
+        Notification.objects.filter(user_id__in=user_ids, read_at__isnull=True)
+        .values("user_id").annotate(n=Count("id")).values_list("user_id", "n")
+    )
+    languages = languages_needed_by(user_ids)
+    for notification in notifications:
+        context = {"notification": notification, "unread": unread.get(notification.user_id, 0)}
+        html = render_in(languages[notification.user_id], "demands/_notification.html", context)
         group_send(user_group(notification.user_id), {"type": EVENT_USER_NOTIFY, "html": html})
+
+
+# -- access lost ------------------------------------------------------------------------------------
+def revoke_sockets(user_id: int, *, session_key: str | None = None) -> None:
+    """Close the user's open sockets (only those of `session_key`'s browser, when given)."""
+    try:
+        group_send(user_group(user_id), {"type": EVENT_ACCESS_REVOKED, "session_key": session_key})
+    except Exception:  # never fail the logout or the save: sockets re-check access on their own
+        logger.exception("closing the websockets of user %s failed", user_id)
+
+
+def on_user_logged_out(sender, request, user, **kwargs) -> None:
+    if user is not None:
+        revoke_sockets(user.pk, session_key=getattr(getattr(request, "session", None), "session_key", None))
+
+
+def on_user_saved(sender, instance, created=False, raw=False, **kwargs) -> None:
+    """A user saved inactive or not staff (deactivated, de-staffed) loses their open sockets."""
+    from django.db import transaction
+
+    if created or raw or (instance.is_active and instance.is_staff):
+        return
+    user_id = instance.pk
+    transaction.on_commit(lambda: revoke_sockets(user_id))

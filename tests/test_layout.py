@@ -103,14 +103,12 @@ def test_no_import_cycle_between_the_projects_modules():
     assert cycles == []
 
 
-@pytest.mark.xfail(strict=True, reason="monitor.py still imports views.panels_context (One house, in progress)")
 def test_monitoring_never_imports_the_pages():
     offenders = {name: sorted(t for t in targets if t.endswith(".views") or t == "demands.views")
                  for name, targets in GRAPH.items() if name.startswith("demands.monitoring")}
     assert {name: views for name, views in offenders.items() if views and not name.endswith((".urls", ".views"))} == {}
 
 
-@pytest.mark.xfail(strict=True, reason="monitor.py still imports views.panels_context (One house, in progress)")
 def test_only_urls_and_routing_import_views():
     allowed = ("urls", "routing", "views")
     importers = {name for name, targets in GRAPH.items()

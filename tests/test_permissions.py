@@ -118,6 +118,7 @@ MATRIX: dict[str, list[Row]] = {
     "login/": [Row("get", PUBLIC), Row("post", PUBLIC, lambda w: {"username": "nobody", "password": "wrong"})],
     "logout/": [Row("post", PUBLIC)],
     "i18n/setlang/": [Row("post", PUBLIC, lambda w: {"language": "en"})],
+    "jsi18n/": [Row("get", PUBLIC)],  # the scripts' strings: the sign-in page needs them too
     "demands/": [Row("get", PAGE)],
     "demands/export.csv": [Row("get", PAGE)],
     "demands/bulk/": [Row("post", TRIAGE, lambda w: {"ids": [w.demand.pk], "status": Status.TRIAGED},

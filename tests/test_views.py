@@ -43,7 +43,7 @@ def test_list_shows_newest_first_with_live_stream_wired(staff_client):
     ids = list(Demand.objects.order_by("-id").values_list("pk", flat=True))
     positions = [html.index(f'id="demand-{pk}"') for pk in ids]
     assert positions == sorted(positions)
-    assert 'ws-connect="/ws/demands/?"' in html
+    assert 'data-ws-path="/ws/demands/?"' in html
     assert "页面加载太慢,请优化。" in html
 
 
@@ -77,7 +77,7 @@ def test_later_pages_do_not_open_a_live_stream(staff_client, settings):
     settings.DEMANDS_PAGE_SIZE = 2
     make_demands(3)
     first = Demand.objects.order_by("-id")[1]
-    assert "ws-connect" not in staff_client.get(f"/demands/?before={first.pk}").content.decode()
+    assert 'data-ws-path="/ws/demands/' not in staff_client.get(f"/demands/?before={first.pk}").content.decode()
 
 
 def test_htmx_filter_request_gets_only_the_table(staff_client):

@@ -243,6 +243,11 @@ DEMANDS_PAGE_SIZE = 50
 DEMANDS_LIVE_MAX_ROWS = 200
 # Rows rendered per broadcast batch; pages fetch the rest of a burst themselves.
 DEMANDS_LIVE_BATCH_ROWS = 50
+# Open websockets re-check that their user is still active staff this often (seconds).
+DEMANDS_WS_ACCESS_RECHECK_SECONDS = 60
+# A list page's resume requests are answered at most once per this many seconds (each renders
+# up to DEMANDS_LIVE_MAX_ROWS rows); sooner ones are merged into the next answer.
+DEMANDS_WS_RESUME_INTERVAL = 1.0
 
 LOGGING = {
     "version": 1,

@@ -1,30 +1,15 @@
-"""The monitoring websocket: header summary, chart updates and alert toasts for authenticated staff."""
+"""The monitoring page's socket: the page's one socket (demands/consumers.py), with full ticks."""
 
 from __future__ import annotations
 
-from channels.generic.websocket import AsyncWebsocketConsumer
+from demands.consumers import CLOSE_FORBIDDEN, DemandStreamConsumer
 
-from . import live
-
-CLOSE_FORBIDDEN = 4403
+__all__ = ["CLOSE_FORBIDDEN", "MonitoringConsumer"]
 
 
-class MonitoringConsumer(AsyncWebsocketConsumer):
-    """Every staff page connects to /ws/monitoring/; frames are JSON ({"kind": "tick"|"alert", …})."""
+class MonitoringConsumer(DemandStreamConsumer):
+    """/ws/monitoring/: the header summary, alert toasts and notifications every page gets, plus
+    the panels and chart series of each monitor tick. Frames are JSON ({"kind": "tick"|"alert", …})
+    but for notifications (HTML, as on every page)."""
 
-    async def connect(self):
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated or not user.is_active or not user.is_staff:
-            await self.close(code=CLOSE_FORBIDDEN)
-            return
-        await self.channel_layer.group_add(live.MONITORING_GROUP, self.channel_name)
-        await self.accept()
-
-    async def disconnect(self, code):
-        await self.channel_layer.group_discard(live.MONITORING_GROUP, self.channel_name)
-
-    async def monitoring_tick(self, event):
-        await self.send(text_data=event["frame"])
-
-    async def monitoring_alert(self, event):
-        await self.send(text_data=event["frame"])
+    page = "monitoring"

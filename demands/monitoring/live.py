@@ -1,8 +1,9 @@
 """Live monitoring: the group every staff page joins, its event types, and the broadcasts.
 
-Each monitor tick renders the header summary and the monitoring page's panels once and sends
-them, with the last hour's chart series, in one message; alert notifications are one message
-each. Websocket consumers forward them as they are (see consumers.py).
+Every page's socket (demands/consumers.py) is in the group. Each monitor tick renders the header
+summary and the monitoring page's panels once and sends them, with the last hour's chart series,
+in one message holding two frames: the whole one for the monitoring page, the summary alone for
+the others. Alert notifications are one message each. Consumers forward the frames as they are.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from django.template.loader import render_to_string
 
 MONITORING_GROUP = "monitoring"
-EVENT_TICK = "monitoring.tick"  # handled by MonitoringConsumer.monitoring_tick
+EVENT_TICK = "monitoring.tick"  # handled by DemandStreamConsumer.monitoring_tick
 EVENT_ALERT = "monitoring.alert"  # … .monitoring_alert
 
 
@@ -26,8 +27,16 @@ def tick_frame(*, summary_html: str, panels_html: str, series: dict) -> str:
     return json.dumps({"kind": "tick", "summary": summary_html, "panels": panels_html, "series": series}, ensure_ascii=False)
 
 
+def summary_frame(*, summary_html: str) -> str:
+    return json.dumps({"kind": "tick", "summary": summary_html}, ensure_ascii=False)
+
+
 def broadcast_tick(*, summary_html: str, panels_html: str, series: dict) -> None:
-    _send({"type": EVENT_TICK, "frame": tick_frame(summary_html=summary_html, panels_html=panels_html, series=series)})
+    _send({
+        "type": EVENT_TICK,
+        "frame": tick_frame(summary_html=summary_html, panels_html=panels_html, series=series),
+        "summary_frame": summary_frame(summary_html=summary_html),
+    })
 
 
 def alert_frame(alert, event: str) -> str:

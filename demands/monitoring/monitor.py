@@ -37,6 +37,7 @@ from .lag import LagReader, record_lag
 from .metrics import chart_data
 from .models import ConsumerHeartbeat, MonitoringCursor
 from .notify import process_deliveries
+from .panels import panels_context, summary_context
 
 logger = logging.getLogger(__name__)
 PRUNE_EVERY = timedelta(hours=1)
@@ -136,8 +137,6 @@ class Monitor:
         return sampled
 
     def _broadcast(self, now: datetime) -> None:
-        from .views import panels_context, summary_context  # views import this module's callers
-
         live.broadcast_tick(
             summary_html=render_to_string("monitoring/_summary.html", summary_context(now=now)),
             panels_html=render_to_string("monitoring/page.html#panels", panels_context(now=now)),

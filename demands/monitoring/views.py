@@ -19,12 +19,9 @@ from demands.access import can_triage, staff_required
 
 from . import conf, health
 from .alerts import UnscopedSilence, alert_acknowledge, alert_silence, silence_expire
-from .heartbeat import consumer_states
-from .lag import lag_overview
-from .metrics import (
-    backlog_matrix, chart_data, drain_text, human_duration, latency_quantiles, latest_backlog, summary, top_flows, window_start,
-)
-from .models import Alert, AlertRule, LatencyBucket, Silence
+from .metrics import chart_data
+from .models import Alert, AlertRule, Silence
+from .panels import panels_context, summary_context
 
 RANGES = [(60, "1 h"), (360, "6 h"), (1440, "24 h"), (10080, "7 d")]
 SILENCE_MINUTES = [(60, "1 h"), (240, "4 h"), (1440, "24 h"), (10080, "7 d")]
@@ -33,30 +30,6 @@ ALERTS_PAGE_SIZE = 50
 
 def _is_staff(user) -> bool:
     return user.is_authenticated and user.is_active and user.is_staff
-
-
-def summary_context(*, now) -> dict:
-    return {"summary": summary(now=now)}
-
-
-def panels_context(*, now) -> dict:
-    ingest = latency_quantiles(metric=LatencyBucket.Metric.INGEST, start=window_start(now, 5))
-    first_action = latency_quantiles(metric=LatencyBucket.Metric.FIRST_ACTION, start=window_start(now, 60))
-    lag = lag_overview(group=settings.KAFKA_CONSUMER_GROUP, now=now)
-    return {
-        "now": now,
-        "lag": lag,
-        "group": settings.KAFKA_CONSUMER_GROUP,
-        "consumers": consumer_states(now=now),
-        "backlog": backlog_matrix(latest_backlog(now=now)),
-        "flows": top_flows(now=now, minutes=60),
-        "open_alerts": list(Alert.objects.filter(resolved_at__isnull=True).order_by("-id")[:20]),
-        "drain_text": drain_text(lag),
-        "ingest": {"p50": human_duration(ingest[0]), "p95": human_duration(ingest[1]), "count": ingest[2]},
-        "first_action": {
-            "p50": human_duration(first_action[0]), "p95": human_duration(first_action[1]), "count": first_action[2]
-        },
-    }
 
 
 def _minutes(request: HttpRequest) -> int:

@@ -1,12 +1,21 @@
-// Live list page glue for htmx's ws extension, plus relative times.
+// The page's one live socket, the list page's rows, relative times, keyboard and selection.
 //
-// The server sends frames of <tr id="demand-N"> rows (newest first). We take over the swap so we
-// can (1) drop rows the page already shows — a resume replay and a live batch may overlap —,
-// (2) insert new ones at the top in id order, (3) keep the table bounded. Each time the socket
-// opens (first connect and every reconnect) we ask for everything newer than our newest row, so a
-// dropped connection leaves no gap.
+// Every page opens one WebSocket, to the path its [data-ws-path] element names (see _base.html).
+// Frames are HTML — rows, a demand's summary, notifications — or JSON for monitoring.js (the
+// header summary, alert toasts, the monitoring page's charts), handed over as "umsg:monitoring"
+// events. List rows come as <tr id="demand-N"> (newest first); we swap them ourselves so we can
+// (1) drop rows the page already shows — a resume replay and a live batch may overlap —, (2)
+// insert new ones at the top in id order, (3) keep the table bounded. Each time the socket opens
+// (first connect and every reconnect) we ask for everything newer than our newest row, so a
+// dropped connection leaves no gap. Text comes from Django's JavaScript catalog (jsi18n).
 (function () {
   "use strict";
+
+  var gettext = window.gettext || function (text) { return text; };
+  var ngettext = window.ngettext || function (one, many, n) { return n === 1 ? one : many; };
+  var interpolate = window.interpolate || function (format, values) {
+    return format.replace(/%\((\w+)\)s/g, function (_, name) { return String(values[name]); });
+  };
 
   function rowsBody() { return document.getElementById("demand-rows"); }
 
@@ -21,12 +30,15 @@
     return newest;
   }
 
+  // The list's indicator (#live-indicator) and the monitoring page's (#monitor-live).
   function setLive(state, text) {
-    var indicator = document.getElementById("live-indicator");
-    if (!indicator) return;
-    indicator.classList.remove("connected", "disconnected");
-    indicator.classList.add(state);
-    indicator.querySelector(".label").textContent = text;
+    ["live-indicator", "monitor-live"].forEach(function (id) {
+      var indicator = document.getElementById(id);
+      if (!indicator) return;
+      indicator.classList.remove("connected", "disconnected");
+      indicator.classList.add(state);
+      indicator.querySelector(".label").textContent = text;
+    });
   }
 
   function insertRows(html) {
@@ -62,24 +74,90 @@
     refreshTimes(body);
   }
 
-  var socket = null; // the list page's socket, for resume requests
+  // -- the socket ----------------------------------------------------------------------------------
+  // Filtering swaps in a table with another path: the socket follows (a short wait first, so
+  // quick changes open one socket, not one each). It reconnects with capped, jittered back-off,
+  // except after 4403: the user is signed out or no longer staff, and would be refused again.
+  var live = { socket: null, path: null, attempt: 0, timer: null };
+  var CLOSE_FORBIDDEN = 4403;
 
-  document.addEventListener("htmx:wsOpen", function (event) {
-    socket = event.detail.socketWrapper;
-    setLive("connected", document.documentElement.lang.indexOf("zh") === 0 ? "实时" : "Live");
-    if (rowsBody()) event.detail.socketWrapper.send(JSON.stringify({ resume_after: newestShownId() }));
-  });
+  function livePath() {
+    var element = document.querySelector("[data-ws-path]");
+    return element ? element.dataset.wsPath : null;
+  }
 
-  document.addEventListener("htmx:wsClose", function (event) {
-    setLive("disconnected", document.documentElement.lang.indexOf("zh") === 0 ? "重新连接中…" : "Reconnecting…");
-    // The extension retries only abnormal closes (1006, 1011-1013). A server that shuts down
-    // cleanly (a daphne restart or deploy) closes with 1000/1001: retry those too, with jitter.
-    var code = event.detail.event && event.detail.event.code;
-    var elt = event.detail.elt || event.target;
-    if ((code === 1000 || code === 1001) && document.body.contains(elt)) {
-      setTimeout(function () { event.detail.socketWrapper.reconnect(); }, 500 + Math.random() * 2000);
+  function sendJson(data) {
+    if (live.socket && live.socket.readyState === WebSocket.OPEN) live.socket.send(JSON.stringify(data));
+  }
+
+  // Closing a socket that is still connecting makes the browser log "WebSocket is closed before
+  // the connection is established": one that is still connecting is closed as soon as it opens.
+  function retire(socket) {
+    socket.onmessage = socket.onclose = socket.onerror = null;
+    if (socket.readyState === WebSocket.CONNECTING) {
+      socket.onopen = function () { socket.close(1000); };
+    } else {
+      socket.onopen = null;
+      if (socket.readyState === WebSocket.OPEN) socket.close(1000);
     }
-  });
+  }
+
+  function openSocket() {
+    clearTimeout(live.timer);
+    live.timer = null;
+    if (!live.path || !window.WebSocket) return;
+    var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + live.path);
+    live.socket = socket;
+    socket.onopen = function () {
+      live.attempt = 0;
+      setLive("connected", gettext("Live"));
+      if (rowsBody()) sendJson({ resume_after: newestShownId() });
+    };
+    socket.onmessage = function (event) { receiveFrame(event.data); };
+    socket.onclose = function (event) {
+      if (live.socket !== socket) return;
+      live.socket = null;
+      if (event.code === CLOSE_FORBIDDEN) {
+        setLive("disconnected", gettext("Live updates stopped: reload the page"));
+        return;
+      }
+      setLive("disconnected", gettext("Reconnecting…"));
+      live.attempt += 1;
+      var delay = Math.min(5000, 250 * Math.pow(2, live.attempt)) * (0.5 + Math.random() / 2);
+      live.timer = setTimeout(openSocket, delay);
+    };
+  }
+
+  // Called on load and after every htmx swap: connect to the path the page now names.
+  function followPage() {
+    var path = livePath();
+    if (path === live.path) {
+      if (live.socket && live.socket.readyState === WebSocket.OPEN) setLive("connected", gettext("Live"));
+      return;
+    }
+    var first = live.path === null && !live.socket;
+    live.path = path;
+    if (live.socket) { retire(live.socket); live.socket = null; }
+    clearTimeout(live.timer);
+    live.attempt = 0;
+    setLive("disconnected", gettext("Connecting…"));
+    if (first) openSocket();
+    else live.timer = setTimeout(openSocket, 150);
+  }
+
+  document.addEventListener("DOMContentLoaded", followPage);
+  document.addEventListener("htmx:afterSettle", followPage);
+  document.addEventListener("htmx:historyRestore", followPage);
+
+  function receiveFrame(data) {
+    if (data.charAt(0) === "{") {
+      var frame;
+      try { frame = JSON.parse(data); } catch (e) { return; } // a malformed frame is skipped
+      document.dispatchEvent(new CustomEvent("umsg:monitoring", { detail: frame }));
+      return;
+    }
+    applyFrame(data);
+  }
 
   function updateRows(tbody) {
     tbody.querySelectorAll("tr[data-id]").forEach(function (row) {
@@ -98,7 +176,7 @@
     refreshTimes();
   }
 
-  // Every frame is HTML. Rows get the treatment above; an element marked data-append adds its
+  // An HTML frame: rows get the treatment above; an element marked data-append adds its
   // children (those not shown yet) to the page's element of the same id; any other element with
   // an id replaces the page's element of that id.
   function applyFrame(html) {
@@ -109,7 +187,7 @@
         var newestBefore = newestShownId();
         insertRows(element.innerHTML);
         // A burst: the server sent only the newest rows; ask for everything after what we had.
-        if (element.hasAttribute("data-more") && socket) socket.send(JSON.stringify({ resume_after: newestBefore }));
+        if (element.hasAttribute("data-more")) sendJson({ resume_after: newestBefore });
         return;
       }
       if (element.id === "demand-updates") { updateRows(element); return; }
@@ -131,11 +209,6 @@
     });
     refreshTimes();
   }
-
-  document.addEventListener("htmx:wsBeforeMessage", function (event) {
-    event.preventDefault(); // we swap ourselves (see above)
-    applyFrame(event.detail.message);
-  });
 
   // Relative times ("2 min ago"); the exact time stays in the title attribute.
   var relative = window.Intl && Intl.RelativeTimeFormat
@@ -228,8 +301,9 @@
     if (!label) return;
     if (!label.dataset.idleText) label.dataset.idleText = label.textContent;
     var n = document.querySelectorAll("#demand-rows input[type=checkbox]:checked").length;
-    var zh = document.documentElement.lang.indexOf("zh") === 0;
-    label.textContent = n ? (zh ? "已选 " + n + " 条:" : n + " selected:") : label.dataset.idleText;
+    label.textContent = n
+      ? interpolate(ngettext("%(count)s selected:", "%(count)s selected:", n), { count: n }, true)
+      : label.dataset.idleText;
     label.closest("form").classList.toggle("has-selection", n > 0);
   }
   document.addEventListener("change", function (event) {
@@ -264,5 +338,8 @@
   });
 
   // Exposed for tests and the console.
-  window.umsg = { insertRows: insertRows, applyFrame: applyFrame, newestShownId: newestShownId };
+  window.umsg = {
+    insertRows: insertRows, applyFrame: applyFrame, newestShownId: newestShownId,
+    socket: function () { return live.socket; }
+  };
 })();

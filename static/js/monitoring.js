@@ -1,14 +1,15 @@
 // Monitoring glue: the header summary and alert toasts on every staff page, live charts on /monitoring/.
 //
-// One plain WebSocket to /ws/monitoring/ (not htmx's ws extension: the list page's extension
-// handler swaps every frame it sees as demand rows). Frames are JSON:
+// Frames come over the page's one socket (app.js), which hands the JSON ones over as
+// "umsg:monitoring" events:
 //   {"kind": "tick", "summary": html, "panels": html, "series": {...last hour...}}  every monitor tick
+//     (on pages other than /monitoring/, the summary alone)
 //   {"kind": "alert", "event": "firing|renotify|resolved", "severity", "title", "html"}
-// The socket reconnects with capped, jittered back-off; a tick after a reconnect repaints all.
+// A tick after a reconnect repaints all. Text comes from Django's JavaScript catalog (jsi18n).
 (function () {
   "use strict";
 
-  var zh = (document.documentElement.lang || "").indexOf("zh") === 0;
+  var gettext = window.gettext || function (text) { return text; };
   var charts = {};
   var seriesCache = null;
 
@@ -35,15 +36,15 @@
   function chartSpecs() {
     return {
       flow: { series: [
-        { label: zh ? "到达" : "Arrivals", key: "arrivals", color: cssVar("--blue-fg", "#1d4ed8") },
-        { label: zh ? "解决" : "Resolutions", key: "resolutions", color: cssVar("--green-fg", "#166534") },
-        { label: zh ? "拒绝" : "Rejections", key: "rejections", color: cssVar("--red-fg", "#b42318") }
+        { label: gettext("Arrivals"), key: "arrivals", color: cssVar("--blue-fg", "#1d4ed8") },
+        { label: gettext("Resolutions"), key: "resolutions", color: cssVar("--green-fg", "#166534") },
+        { label: gettext("Rejections"), key: "rejections", color: cssVar("--red-fg", "#b42318") }
       ] },
       backlog: { series: [
-        { label: zh ? "新建" : "New", get: function (s) { return s.backlog["new"]; }, color: cssVar("--blue-fg", "#1d4ed8") },
-        { label: zh ? "已分诊" : "Triaged", get: function (s) { return s.backlog.triaged; }, color: cssVar("--violet-fg", "#5b21b6") },
-        { label: zh ? "处理中" : "In progress", get: function (s) { return s.backlog.in_progress; }, color: cssVar("--amber-fg", "#8a4b00") },
-        { label: zh ? "紧急" : "Urgent", get: function (s) { return s.backlog.urgent; }, color: cssVar("--red-solid", "#d92d20"), dash: [4, 3] }
+        { label: gettext("New"), get: function (s) { return s.backlog["new"]; }, color: cssVar("--blue-fg", "#1d4ed8") },
+        { label: gettext("Triaged"), get: function (s) { return s.backlog.triaged; }, color: cssVar("--violet-fg", "#5b21b6") },
+        { label: gettext("In progress"), get: function (s) { return s.backlog.in_progress; }, color: cssVar("--amber-fg", "#8a4b00") },
+        { label: gettext("Urgent"), get: function (s) { return s.backlog.urgent; }, color: cssVar("--red-solid", "#d92d20"), dash: [4, 3] }
       ] },
       ingest: { series: [
         { label: "p50", key: "ingest_p50", color: cssVar("--blue-fg", "#1d4ed8") },
@@ -54,7 +55,7 @@
         { label: "p95", key: "first_action_p95", color: cssVar("--orange-fg", "#9a3412") }
       ] },
       lag: { series: [
-        { label: zh ? "积压消息" : "Lag (messages)", key: "lag", color: cssVar("--violet-fg", "#5b21b6") }
+        { label: gettext("Lag (messages)"), key: "lag", color: cssVar("--violet-fg", "#5b21b6") }
       ] }
     };
   }
@@ -110,15 +111,7 @@
       .catch(function () {});
   }
 
-  // -- the socket ----------------------------------------------------------------------------------
-  function setLive(connected) {
-    var indicator = document.getElementById("monitor-live");
-    if (!indicator) return;
-    indicator.classList.toggle("connected", connected);
-    indicator.classList.toggle("disconnected", !connected);
-    indicator.querySelector(".label").textContent = connected ? (zh ? "实时" : "Live") : (zh ? "重新连接中…" : "Reconnecting…");
-  }
-
+  // -- frames ----------------------------------------------------------------------------------------
   function onFrame(frame) {
     if (frame.kind === "tick") {
       var slot = document.getElementById("monitor-summary");
@@ -136,24 +129,7 @@
     }
   }
 
-  function connect(path) {
-    var attempt = 0;
-    function open() {
-      var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + path);
-      socket.onopen = function () { attempt = 0; setLive(true); };
-      socket.onmessage = function (event) {
-        try { onFrame(JSON.parse(event.data)); } catch (e) { /* a malformed frame is skipped */ }
-      };
-      socket.onclose = function (event) {
-        setLive(false);
-        if (event.code === 4403) return; // not staff (any more): do not hammer the server
-        attempt += 1;
-        var delay = Math.min(30000, 500 * Math.pow(2, attempt)) * (0.5 + Math.random() / 2);
-        setTimeout(open, delay);
-      };
-    }
-    open();
-  }
+  document.addEventListener("umsg:monitoring", function (event) { onFrame(event.detail); });
 
   document.addEventListener("DOMContentLoaded", function () {
     var initial = document.getElementById("monitor-series");
@@ -161,8 +137,6 @@
       try { drawCharts(JSON.parse(initial.textContent)); } catch (e) { /* charts stay empty */ }
       window.addEventListener("resize", function () { clearTimeout(resizeCharts.t); resizeCharts.t = setTimeout(resizeCharts, 150); });
     }
-    var slot = document.getElementById("monitor-summary");
-    if (slot && window.WebSocket) connect(slot.dataset.wsPath || "/ws/monitoring/");
   });
 
   window.umsgMonitoring = { onFrame: onFrame, charts: charts, series: function () { return seriesCache; } };

@@ -3,6 +3,7 @@
 import re
 import time
 import uuid
+from urllib.parse import urlparse
 
 from playwright.sync_api import expect
 
@@ -50,3 +51,43 @@ def test_signed_in_staff_see_the_list_and_a_new_kafka_demand_arrives_on_top_with
 
     page.emulate_media(color_scheme="dark")
     artifacts.shoot(page, "j1-list-dark")
+
+
+def _open_sockets(sockets) -> list[str]:
+    return [urlparse(ws.url).path for ws in sockets if not ws.is_closed()]
+
+
+def test_the_list_and_the_monitoring_page_each_open_exactly_one_websocket(pages):
+    page = pages.open(path=None)  # signed in, on the list
+    wait_live(page)  # the landing page's socket is open: those counted below are the next pages'
+    sockets, closed_early = [], []
+    page.on("websocket", lambda ws: sockets.append(ws))
+    page.on("console", lambda message: "closed before the connection is established" in message.text and closed_early.append(message.text))
+
+    page.goto("/demands/")
+    wait_live(page)
+    expect(page.locator("#monitor-summary .msum")).to_be_visible()  # the header summary rides the same socket
+    assert [urlparse(ws.url).path for ws in sockets] == ["/ws/demands/"]
+
+    sockets.clear()
+    page.goto("/monitoring/")
+    expect(page.locator("#monitor-live")).to_have_class(re.compile(r"\bconnected\b"))
+    assert [urlparse(ws.url).path for ws in sockets] == ["/ws/monitoring/"]
+
+    # Quick filter changes: the socket follows the last one, and none is closed while connecting.
+    # (Playwright does not see sockets close when the page is left: count this page's alone.)
+    del sockets[:]
+    page.goto("/demands/")
+    wait_live(page)
+    filters = page.locator("form.filters")
+    for value in ("e2e_alpha", "e2e_beta", "e2e_gamma"):
+        filters.get_by_label("Type").select_option(value)
+    expect(page).to_have_url(re.compile(r"type=e2e_gamma"))
+    wait_live(page)
+    for _ in range(50):  # retired sockets close as soon as they have opened
+        if len(_open_sockets(sockets)) == 1:
+            break
+        page.wait_for_timeout(100)
+    assert _open_sockets(sockets) == ["/ws/demands/"]
+    assert "type=e2e_gamma" in sockets[-1].url
+    assert closed_early == []
