@@ -199,6 +199,7 @@ cmd_start() {
         wrapper=$(wrapper_pid)
         pid=$(running_pid)
         if [ -z "$wrapper" ] && [ -z "$pid" ] && [ "$i" -gt 10 ]; then
+            stop_epmd
             show_log_since "$OUT_LOG" "$offset"
             show_logs "$LOG_DIR/rabbit.log"
             die "rabbitmq-server exited during startup"
@@ -211,6 +212,7 @@ cmd_start() {
     done
     warn "broker not ready after ${START_TIMEOUT}s; stopping it"
     stop_broker
+    stop_epmd
     show_log_since "$OUT_LOG" "$offset"
     show_logs "$LOG_DIR/rabbit.log"
     die "RabbitMQ failed to start on 127.0.0.1:$PORT"

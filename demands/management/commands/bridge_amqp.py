@@ -21,6 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--prefetch", type=int, default=None, help="unacked messages per queue (default: AMQP_PREFETCH, 500)")
         parser.add_argument("--max-failures", type=int, default=None, help="consecutive failures before exiting 1 (AMQP_MAX_FAILURES, 10)")
         parser.add_argument("--linger-ms", type=float, default=None, help="Kafka producer linger.ms (default 5)")
+        parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds a stop waits for Kafka to confirm what is in flight")
         parser.add_argument("--stats-interval", type=float, default=30.0, help="seconds between throughput lines")
         parser.add_argument("--stats-file", default=None, help="write the counters as JSON here every 5 s (heartbeat)")
 
@@ -38,6 +39,7 @@ class Command(BaseCommand):
             topic=options["topic"] or settings.KAFKA_TOPICS[0],
             max_failures=options["max_failures"] or amqp_max_failures(),
             stats_interval=options["stats_interval"],
+            drain_timeout=options["drain_timeout"],
             producer_config=producer_config,
             stats_file=options["stats_file"],
         )
