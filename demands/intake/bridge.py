@@ -264,7 +264,7 @@ class BridgeStats:
         self.in_flight = 0
         self.waiting = 0
         self.last_error = ""
-        self.last_forward_at: float | None = None
+        self.last_ack_at: float | None = None
         self.depth: dict[str, dict[str, int]] = {}
 
     def queue(self, name: str) -> dict[str, int]:
@@ -291,7 +291,7 @@ class BridgeStats:
             "in_flight": self.in_flight,
             "waiting": self.waiting,
             "last_error": self.last_error,
-            "last_forward_at": self.last_forward_at,
+            "last_ack_at": self.last_ack_at,
             "totals": {counter: self.total(counter) for counter in QUEUE_COUNTERS},
             "queues": {name: dict(counters) for name, counters in list(self.queues.items())},
             "depth": {name: dict(values) for name, values in list(self.depth.items())},
@@ -418,8 +418,11 @@ class Bridge:
         self._report()
 
     def _take(self, messages: list[SourceMessage]) -> None:
+        if not messages:
+            return
+        queues = self.stats.queues
         for message in messages:
-            self.stats.queue(message.queue)["received"] += 1
+            (queues.get(message.queue) or self.stats.queue(message.queue))["received"] += 1
         self._waiting.extend(messages)
         self.stats.waiting = len(self._waiting)
 
@@ -459,11 +462,10 @@ class Bridge:
         """librdkafka's delivery report (inside producer.poll()/flush(), on this thread)."""
         self._in_flight -= 1
         ok = error is None
-        counters = self.stats.queue(queue)
+        counters = self.stats.queues.get(queue) or self.stats.queue(queue)
         if ok:
             counters["forwarded"] += 1
             self._window["forwarded"] += 1
-            self.stats.last_forward_at = time.time()
             self.stats.kafka_failures = 0
             if self.stats.kafka_state != "up":
                 if self.stats.kafka_state == "down":
@@ -505,6 +507,7 @@ class Bridge:
     def _settle(self) -> None:
         for action, stream, tag, queues in self.tracker.settle():
             if action == "ack":
+                self.stats.last_ack_at = time.time()
                 self.source.ack(stream, tag, multiple=len(queues) > 1)
                 for queue in queues:
                     self.stats.queue(queue)["acked"] += 1
