@@ -1,21 +1,21 @@
 #!/usr/bin/env bash
 # Stop the private service instances started by services/up.sh (never the machine's own).
 #
-#   services/down.sh [kafka] [postgres] [redis]   (no argument = all three)
+#   services/down.sh [kafka] [postgres] [redis] [rabbitmq]   (no argument = all four)
 #
 # Stopping something that is not running is fine ("redis: not running").
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 services=("$@")
-# Kafka first: its clients (the app) may still be talking to the databases.
-[ ${#services[@]} -gt 0 ] || services=(kafka redis postgres)
+# RabbitMQ and Kafka first: their clients (the bridge, the app) may still be talking to the databases.
+[ ${#services[@]} -gt 0 ] || services=(rabbitmq kafka redis postgres)
 
 failed=()
 for svc in "${services[@]}"; do
     case $svc in
-    kafka | postgres | redis) ;;
-    *) echo "usage: $0 [kafka] [postgres] [redis]" >&2; exit 2 ;;
+    kafka | postgres | redis | rabbitmq) ;;
+    *) echo "usage: $0 [kafka] [postgres] [redis] [rabbitmq]" >&2; exit 2 ;;
     esac
 done
 for svc in "${services[@]}"; do

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the local services the project needs, each a private instance (see the scripts).
 #
-#   services/up.sh [kafka] [postgres] [redis]     (no argument = all three)
+#   services/up.sh [kafka] [postgres] [redis] [rabbitmq]   (no argument = all four)
 #
 # Each service prints one line ("kafka: ready on 127.0.0.1:9092 (started in 4s)" or
 # "kafka: already running ..."). Every requested service is attempted even if an earlier
@@ -11,13 +11,13 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 services=("$@")
-[ ${#services[@]} -gt 0 ] || services=(postgres redis kafka)
+[ ${#services[@]} -gt 0 ] || services=(postgres redis kafka rabbitmq)
 
 failed=()
 for svc in "${services[@]}"; do
     case $svc in
-    kafka | postgres | redis) ;;
-    *) echo "usage: $0 [kafka] [postgres] [redis]" >&2; exit 2 ;;
+    kafka | postgres | redis | rabbitmq) ;;
+    *) echo "usage: $0 [kafka] [postgres] [redis] [rabbitmq]" >&2; exit 2 ;;
     esac
 done
 for svc in "${services[@]}"; do

@@ -1,0 +1,654 @@
+"""Bridge from another broker into the demand topic: read → produce to Kafka → ack the source.
+
+Kafka stays the one log the product consumes; a source that is not Kafka (RabbitMQ now, see
+`amqp.py`) reaches it through a `Bridge`. This module is source-independent: it holds the Kafka
+side and the confirm-then-ack bookkeeping; a source module holds only its client's specifics
+(connect, receive, ack/nack, queue depth) behind the small `Source` interface below.
+
+How the process behaves in production:
+
+- Each message from the source is produced to the demand topic unchanged (keyed `source:id` when
+  the body is a JSON object with both fields, unkeyed otherwise: the consumer then rejects it with
+  its reason), with headers saying where it came from. The producer is `demands.kafka.make_producer`
+  with acks=all (all in-sync replicas) and idempotence, so librdkafka's own retries neither lose
+  nor duplicate a record.
+- A source message is acknowledged only after Kafka's delivery report for its record said
+  "stored". Reports come back out of order (partitions), while a source's acknowledgement of tag T
+  with `multiple` covers every earlier tag of its channel: `AckTracker` acks a run of confirmed
+  tags at the head of each channel's sequence with one multiple-ack, and a tag only once every
+  earlier tag is resolved. A failed delivery (a record librdkafka gave up on after
+  `message.timeout.ms`) is never acked: it is returned to the source with requeue, and the bridge
+  pauses producing for a back-off.
+- Batching: the source's prefetch (`AMQP_PREFETCH` per queue) bounds what is in flight — received
+  but not yet confirmed — and therefore memory and what a crash re-delivers. Kafka batches by
+  `linger.ms`; acks are sent once per loop turn, for everything confirmed in it.
+- A crash (kill -9, OOM) loses nothing: messages not yet acked are re-delivered by the source to
+  the next bridge. Records already in Kafka are then produced again — at-least-once into Kafka —
+  and the consumer stores each (source, id) once, so storage stays exactly-once.
+- A lost source broker: the bridge drops its channel state (the broker re-delivers what was not
+  acked), and reconnects with capped exponential back-off (0.5 s doubling to 30 s). A lost Kafka
+  broker: librdkafka retries by itself while records wait in flight (the source stops delivering
+  once prefetch is reached); records that time out are nacked and the bridge backs off the same
+  way. `max_failures` consecutive failed attempts on either side (no successful connect, or no
+  successful delivery, in between) raise BridgeFailed: the process exits non-zero for its
+  supervisor.
+- `stop()` (SIGTERM/SIGINT in the command): stop taking messages from the source, flush the
+  records in flight, ack the confirmed ones, close the source (it re-delivers the rest), return.
+- Logging: one line per connection state change (connected, lost, back again — not one per failed
+  attempt), and a throughput line every `stats_interval` seconds. `bridge_stats()` returns the
+  counters of every bridge running in this process, for monitoring.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Protocol
+
+import orjson
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from demands.kafka import demand_key, ensure_topics, make_producer
+
+logger = logging.getLogger(__name__)
+
+BACKOFF_START, BACKOFF_CAP = 0.5, 30.0
+
+# Bridges running in this process, for bridge_stats() (monitoring).
+running_bridges: "weakref.WeakSet[Bridge]" = weakref.WeakSet()
+
+
+def bridge_stats() -> list[dict]:
+    """A snapshot of the counters of every bridge running in this process."""
+    return [bridge.stats.snapshot() for bridge in list(running_bridges)]
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after the n-th consecutive failure: 0.5, 1, 2, 4 … capped at 30."""
+    return min(BACKOFF_START * 2 ** max(failures - 1, 0), BACKOFF_CAP)
+
+
+# -- what a source hands over --------------------------------------------------------------------
+@dataclass(slots=True)
+class SourceMessage:
+    """One message read from a source, not yet acknowledged there.
+
+    `stream` names the sequence its `tag` belongs to (for AMQP: one channel of one connection);
+    tags increase within a stream, and acknowledging tag T with `multiple` covers every earlier
+    tag of that stream. A reconnect starts a new stream.
+    """
+
+    stream: Hashable
+    tag: int
+    queue: str
+    body: bytes
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+class SourceUnavailable(Exception):
+    """The source broker cannot be reached, or the connection broke: reconnect with back-off."""
+
+
+class Source(Protocol):
+    """What the bridge needs from a source client. Every method runs on the bridge's thread."""
+
+    kind: str  # "amqp": names the source in log lines and stats
+    queues: list[str]
+
+    def connect(self) -> None:
+        """Connect and start consuming; raise SourceUnavailable if the broker cannot be reached."""
+
+    @property
+    def connected(self) -> bool: ...
+
+    def poll(self, timeout: float) -> list[SourceMessage]:
+        """Do the connection's I/O for up to `timeout` seconds (less if messages arrive) and return
+        the messages received, in tag order. Raises SourceUnavailable when the connection is lost."""
+
+    def ack(self, stream: Hashable, tag: int, *, multiple: bool) -> None:
+        """Acknowledge `tag` (and with `multiple`, every earlier unacknowledged tag) of `stream`."""
+
+    def nack(self, stream: Hashable, tag: int) -> None:
+        """Return one message to its queue (requeue) for a later delivery."""
+
+    def stop_consuming(self) -> None:
+        """Ask the broker for no more deliveries (those received stay unacked until close)."""
+
+    def depth(self) -> dict[str, dict[str, int]]:
+        """Per queue: {"messages": ready, "consumers": n} — for the stats line and monitoring."""
+
+    def close(self) -> None:
+        """Close the connection; the broker re-delivers whatever was not acknowledged."""
+
+    def describe(self) -> str:
+        """Where it reads from, for log lines (no credentials)."""
+
+
+class BridgeFailed(RuntimeError):
+    """Too many consecutive failures: the process should exit non-zero and be restarted."""
+
+
+# -- confirm-then-ack bookkeeping ----------------------------------------------------------------
+_PENDING, _CONFIRMED, _FAILED = 0, 1, 2
+
+
+class AckTracker:
+    """Which source messages may be acknowledged, given delivery reports in any order.
+
+    Per stream, tags are registered in the order they were produced (= the order the source
+    delivered them). `settle()` walks each stream from its oldest tag: a run of confirmed tags
+    becomes one ack of the run's last tag with multiple=True; a failed tag becomes a nack
+    (requeue) of that tag alone; it stops at the first tag still pending. So a tag is never
+    acknowledged before every earlier tag of its stream was confirmed or nacked, and a failed
+    record is never acknowledged.
+    """
+
+    def __init__(self):
+        self._streams: dict[Hashable, tuple[deque, dict]] = {}  # stream → (tags in order, tag → (state, queue))
+
+    def add(self, stream: Hashable, tag: int, queue: str) -> None:
+        order, states = self._streams.setdefault(stream, (deque(), {}))
+        if order and tag <= order[-1]:
+            raise ValueError(f"tag {tag} of stream {stream!r} after {order[-1]}: tags must increase")
+        order.append(tag)
+        states[tag] = (_PENDING, queue)
+
+    def resolve(self, stream: Hashable, tag: int, ok: bool) -> bool:
+        """Record a delivery report; False if the stream is gone (its source connection was lost:
+        the source re-delivers that message, so there is nothing to acknowledge)."""
+        entry = self._streams.get(stream)
+        if entry is None or tag not in entry[1]:
+            return False
+        states = entry[1]
+        states[tag] = (_CONFIRMED if ok else _FAILED, states[tag][1])
+        return True
+
+    def settle(self) -> list[tuple[str, Hashable, int, list[str]]]:
+        """The acks and nacks now due, in order: ("ack", stream, tag, queues covered) with
+        multiple=True meaning, or ("nack", stream, tag, [queue]). Removes them from the tracker."""
+        actions = []
+        for stream, (order, states) in self._streams.items():
+            run: list[str] = []  # queues of the confirmed run at the head
+            last = None
+            while order:
+                tag = order[0]
+                state, queue = states[tag]
+                if state == _PENDING:
+                    break
+                order.popleft()
+                del states[tag]
+                if state == _CONFIRMED:
+                    run.append(queue)
+                    last = tag
+                else:
+                    if run:
+                        actions.append(("ack", stream, last, run))
+                        run, last = [], None
+                    actions.append(("nack", stream, tag, [queue]))
+            if run:
+                actions.append(("ack", stream, last, run))
+        return actions
+
+    def forget(self, stream: Hashable) -> int:
+        """Drop a stream whose connection is gone; returns how many tags were still open."""
+        entry = self._streams.pop(stream, None)
+        return len(entry[0]) if entry else 0
+
+    def forget_all_but(self, keep: Hashable | None) -> int:
+        return sum(self.forget(stream) for stream in [s for s in self._streams if s != keep])
+
+    def pending(self) -> int:
+        return sum(len(order) for order, _ in self._streams.values())
+
+    def streams(self) -> list[Hashable]:
+        return list(self._streams)
+
+
+# -- the record: key and headers -----------------------------------------------------------------
+def record_key(body: bytes) -> bytes | None:
+    """`source:id` when the body is a JSON object with both fields (demands.kafka.demand_key),
+    else None: the record goes unkeyed, and the consumer rejects it with its reason."""
+    try:
+        demand = orjson.loads(body)
+    except (orjson.JSONDecodeError, TypeError):
+        return None
+    try:
+        return demand_key(demand)
+    except Exception:  # e.g. a field whose str() fails: unkeyed, the consumer says why
+        return None
+
+
+def header_value(value) -> bytes:
+    """A source header value as Kafka header bytes: bytes as they are, text as UTF-8, the rest
+    (numbers, booleans, tables, lists, timestamps) as JSON, or str() when JSON cannot say it."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    if isinstance(value, bool):
+        return b"true" if value else b"false"
+    if isinstance(value, (int, float)):
+        return str(value).encode()
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str).encode()
+    except (TypeError, ValueError):
+        return str(value).encode()
+
+
+# -- counters ------------------------------------------------------------------------------------
+QUEUE_COUNTERS = ("received", "forwarded", "acked", "failed", "nacked")
+
+
+class BridgeStats:
+    """Counters of one bridge, read by monitoring through `snapshot()` (from any thread: the bridge
+    only ever replaces or increments plain values, and a snapshot copies them)."""
+
+    def __init__(self, *, kind: str, queues: Iterable[str], topic: str):
+        self.kind, self.topic = kind, topic
+        self.started_at = time.time()
+        self.queues: dict[str, dict[str, int]] = {queue: dict.fromkeys(QUEUE_COUNTERS, 0) for queue in queues}
+        self.source_state = "connecting"  # connecting | connected | down | stopped
+        self.kafka_state = "unknown"  # unknown | up | down
+        self.source_failures = 0  # consecutive
+        self.kafka_failures = 0  # consecutive
+        self.reconnects = 0
+        self.orphaned = 0  # confirmed by Kafka after their source channel was lost (re-delivered)
+        self.in_flight = 0
+        self.waiting = 0
+        self.last_error = ""
+        self.last_ack_at: float | None = None
+        self.depth: dict[str, dict[str, int]] = {}
+
+    def queue(self, name: str) -> dict[str, int]:
+        counters = self.queues.get(name)
+        if counters is None:
+            counters = self.queues[name] = dict.fromkeys(QUEUE_COUNTERS, 0)
+        return counters
+
+    def total(self, counter: str) -> int:
+        return sum(counters[counter] for counters in list(self.queues.values()))
+
+    def snapshot(self) -> dict:
+        return {
+            "kind": self.kind,
+            "topic": self.topic,
+            "pid": os.getpid(),
+            "started_at": self.started_at,
+            "source_state": self.source_state,
+            "kafka_state": self.kafka_state,
+            "source_failures": self.source_failures,
+            "kafka_failures": self.kafka_failures,
+            "reconnects": self.reconnects,
+            "orphaned": self.orphaned,
+            "in_flight": self.in_flight,
+            "waiting": self.waiting,
+            "last_error": self.last_error,
+            "last_ack_at": self.last_ack_at,
+            "totals": {counter: self.total(counter) for counter in QUEUE_COUNTERS},
+            "queues": {name: dict(counters) for name, counters in list(self.queues.items())},
+            "depth": {name: dict(values) for name, values in list(self.depth.items())},
+        }
+
+
+# -- the bridge ----------------------------------------------------------------------------------
+class Bridge:
+    """Forwards a `Source` into a Kafka topic, acking the source only after Kafka confirmed.
+
+    Single-threaded: the source client (pika is not thread-safe) and the producer's delivery
+    reports (run inside producer.poll()/flush() on the calling thread) are both served by `run()`.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        *,
+        topic: str,
+        max_failures: int = 10,
+        stats_interval: float = 30.0,
+        idle_timeout: float = 0.1,
+        drain_timeout: float = 30.0,
+        producer_config: dict | None = None,
+        producer_factory: Callable[..., Producer] = make_producer,
+        create_topic: bool = True,
+        stats_file: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] | None = None,
+    ):
+        self.source = source
+        self.topic = topic
+        self.max_failures = max(1, max_failures)
+        self.stats_interval = stats_interval
+        self.idle_timeout = idle_timeout
+        self.drain_timeout = drain_timeout
+        self.producer_config = {
+            "acks": "all",
+            # A record librdkafka could not deliver for this long is reported failed (and nacked)
+            # instead of waiting the default 5 minutes: an outage shows, and backs off, sooner.
+            "message.timeout.ms": 60000,
+            **(producer_config or {}),
+        }
+        self.producer_factory = producer_factory
+        self.create_topic = create_topic
+        self.stats_file = stats_file
+        self.clock = clock
+        self._sleep_fn = sleep
+        self.tracker = AckTracker()
+        self.stats = BridgeStats(kind=source.kind, queues=source.queues, topic=topic)
+        self._waiting: deque[SourceMessage] = deque()  # received, not yet produced
+        self._in_flight = 0  # produced, no delivery report yet (current stream or not)
+        self._paused_until = 0.0  # Kafka back-off: no producing before this
+        self._stop = threading.Event()
+        self._producer: Producer | None = None
+        self._stream: Hashable | None = None
+        self._last_stats = clock()
+        self._window = {"forwarded": 0, "acked": 0, "failed": 0}
+        self._last_stats_file = float("-inf")
+
+    # -- control ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop consuming, finish what is in flight, ack it, return from run(). Signal-safe."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def _sleep(self, seconds: float) -> None:
+        """Back-off that a stop cuts short (short sleeps and a lock-free is_set(), as ConsumeLoop)."""
+        if self._sleep_fn is not None:
+            self._sleep_fn(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self.stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            time.sleep(min(remaining, 0.1))
+
+    # -- the loop --------------------------------------------------------------------------------
+    def run(self) -> None:
+        self.open()
+        try:
+            while not self.stopping:
+                self.step()
+            self.drain()
+        finally:
+            self.close()
+
+    def open(self) -> None:
+        """Make the producer (and the topic if missing). Done by run(); once is enough."""
+        if self._producer is not None:
+            return
+        if self.create_topic:
+            try:
+                ensure_topics([self.topic])
+            except Exception as exc:  # Kafka down at start: records wait in the producer meanwhile
+                logger.warning("could not check/create topic %s (%s); producing anyway", self.topic, exc)
+        self._producer = self.producer_factory(**{**self.producer_config, "error_cb": self._on_kafka_error})
+        running_bridges.add(self)
+        logger.info("bridge %s → kafka topic %s (acks=all); %s", self.source.kind, self.topic, self.source.describe())
+
+    def step(self) -> None:
+        """One turn: connect if needed, read, produce, collect delivery reports, ack."""
+        if not self.source.connected:
+            self._connect()
+            return
+        now = self.clock()
+        paused = now < self._paused_until
+        busy = bool(self._waiting) and not paused
+        try:
+            # Block on the source only when there is nothing else to do; with records in flight,
+            # alternate quick source reads with short waits for delivery reports.
+            timeout = 0.0 if busy or self._in_flight else (min(self.idle_timeout, self._paused_until - now) if paused else self.idle_timeout)
+            self._take(self.source.poll(max(timeout, 0.0)))
+            if not paused and not self.stopping:  # a stop (signal) during the poll: produce no more
+                self._produce_waiting()
+            self._producer.poll(0.01 if self._in_flight and not self._waiting else 0)  # returns at the first report
+            self._settle()
+        except SourceUnavailable as exc:
+            self._source_lost(exc)
+        self._report()
+
+    def _take(self, messages: list[SourceMessage]) -> None:
+        if not messages:
+            return
+        queues = self.stats.queues
+        for message in messages:
+            (queues.get(message.queue) or self.stats.queue(message.queue))["received"] += 1
+        self._waiting.extend(messages)
+        self.stats.waiting = len(self._waiting)
+
+    def _produce_waiting(self) -> None:
+        producer = self._producer
+        while self._waiting:
+            message = self._waiting[0]
+            if message.stream != self._stream:  # from a connection since lost: re-delivered anyway
+                self._waiting.popleft()
+                continue
+            try:
+                producer.produce(
+                    self.topic,
+                    value=message.body,
+                    key=record_key(message.body),
+                    headers=message.headers,
+                    on_delivery=partial(self._on_delivery, message.stream, message.tag, message.queue),
+                )
+            except BufferError:  # librdkafka's local queue is full: let reports drain first
+                producer.poll(0.05)
+                break
+            except KafkaException as exc:  # e.g. a record over message.max.bytes: never ack it
+                logger.error("kafka refused a record from %s (delivery tag %s): %s", message.queue, message.tag, exc)
+                self._waiting.popleft()
+                self.tracker.add(message.stream, message.tag, message.queue)
+                self.tracker.resolve(message.stream, message.tag, False)
+                self.stats.queue(message.queue)["failed"] += 1
+                self._kafka_failed(str(exc))
+                continue
+            self._waiting.popleft()
+            self.tracker.add(message.stream, message.tag, message.queue)
+            self._in_flight += 1
+        self.stats.waiting = len(self._waiting)
+        self.stats.in_flight = self._in_flight
+
+    def _on_delivery(self, stream, tag, queue, error, _message) -> None:
+        """librdkafka's delivery report (inside producer.poll()/flush(), on this thread)."""
+        self._in_flight -= 1
+        ok = error is None
+        counters = self.stats.queues.get(queue) or self.stats.queue(queue)
+        if ok:
+            counters["forwarded"] += 1
+            self._window["forwarded"] += 1
+            self.stats.kafka_failures = 0
+            if self.stats.kafka_state != "up":
+                if self.stats.kafka_state == "down":
+                    logger.info("kafka: delivering again")
+                self.stats.kafka_state = "up"
+        else:
+            counters["failed"] += 1
+            self._window["failed"] += 1
+            self._kafka_failed(str(error))
+        if not self.tracker.resolve(stream, tag, ok) and ok:
+            self.stats.orphaned += 1
+
+    def _kafka_failed(self, error: str) -> None:
+        """A record was not delivered: back off producing. All failures within one back-off count
+        as one attempt (a whole prefetch of records times out together)."""
+        self.stats.last_error = f"kafka: {error}"
+        now = self.clock()
+        if now < self._paused_until:
+            return
+        self.stats.kafka_failures += 1
+        if self.stats.kafka_state != "down":
+            logger.warning("kafka: delivery failed (%s); nacking, backing off", error)
+        self.stats.kafka_state = "down"
+        if self.stats.kafka_failures >= self.max_failures:
+            raise BridgeFailed(f"kafka delivery failed {self.stats.kafka_failures} times in a row; last error: {error}")
+        self._paused_until = now + backoff(self.stats.kafka_failures)
+
+    def _on_kafka_error(self, error: KafkaError) -> None:
+        """librdkafka's error callback: connection state, not per record. Logged on change only."""
+        if error.fatal():
+            self.stats.last_error = f"kafka: {error}"
+            logger.error("kafka: fatal producer error: %s", error)
+            return
+        if error.code() == KafkaError._ALL_BROKERS_DOWN and self.stats.kafka_state != "down":
+            self.stats.kafka_state = "down"
+            self.stats.last_error = f"kafka: {error}"
+            logger.warning("kafka: all brokers down (%s); records wait in flight while librdkafka retries", error)
+
+    def _settle(self) -> None:
+        for action, stream, tag, queues in self.tracker.settle():
+            if action == "ack":
+                self.stats.last_ack_at = time.time()
+                self.source.ack(stream, tag, multiple=len(queues) > 1)
+                for queue in queues:
+                    self.stats.queue(queue)["acked"] += 1
+                self._window["acked"] += len(queues)
+            else:
+                self.source.nack(stream, tag)
+                self.stats.queue(queues[0])["nacked"] += 1
+
+    # -- the source connection -------------------------------------------------------------------
+    def _connect(self) -> None:
+        try:
+            self.source.connect()
+        except SourceUnavailable as exc:
+            self.stats.source_failures += 1
+            self.stats.last_error = f"{self.source.kind}: {exc}"
+            if self.stats.source_state != "down":
+                logger.warning("%s: cannot connect (%s); retrying with back-off", self.source.kind, exc)
+            self.stats.source_state = "down"
+            if self.stats.source_failures >= self.max_failures:
+                raise BridgeFailed(
+                    f"{self.source.kind}: {self.stats.source_failures} connection attempts failed in a row; last error: {exc}"
+                ) from exc
+            self._sleep(backoff(self.stats.source_failures))
+            return
+        attempts = self.stats.source_failures
+        if self.stats.source_state == "connecting":
+            logger.info("%s: connected, consuming %s", self.source.kind, ",".join(self.source.queues))
+        else:
+            self.stats.reconnects += 1
+            logger.info("%s: reconnected after %d failed attempt(s), consuming %s", self.source.kind, attempts,
+                        ",".join(self.source.queues))
+        self.stats.source_state = "connected"
+        self.stats.source_failures = 0
+        self._stream = getattr(self.source, "stream", None)
+        # Reports still due for the old connection's records are orphans now: they are re-delivered.
+        self.tracker.forget_all_but(self._stream)
+
+    def _source_lost(self, exc: Exception) -> None:
+        self.stats.last_error = f"{self.source.kind}: {exc}"
+        open_tags = self.tracker.forget_all_but(None)
+        dropped = len(self._waiting)
+        self._waiting.clear()
+        self.stats.waiting = 0
+        logger.warning("%s: connection lost (%s); %d unacked message(s) will be re-delivered; reconnecting",
+                       self.source.kind, exc, open_tags + dropped)
+        self.stats.source_state = "down"
+        self.stats.source_failures += 1
+        self._stream = None
+        try:
+            self.source.close()
+        except Exception:
+            pass
+        if self.stats.source_failures >= self.max_failures:
+            raise BridgeFailed(f"{self.source.kind}: connection lost {self.stats.source_failures} times in a row: {exc}")
+        self._sleep(backoff(self.stats.source_failures))
+
+    # -- stopping --------------------------------------------------------------------------------
+    def drain(self) -> None:
+        """Stop consuming, wait for the delivery reports of what is in flight, ack those confirmed.
+        Messages received but not produced stay unacked: the source re-delivers them on close."""
+        if self._producer is None:
+            return
+        if self.source.connected:
+            try:
+                self.source.stop_consuming()
+            except SourceUnavailable:
+                pass
+        dropped = len(self._waiting)
+        self._waiting.clear()
+        deadline = self.clock() + self.drain_timeout
+        while self._in_flight and self.clock() < deadline:
+            self._producer.flush(min(1.0, max(deadline - self.clock(), 0.0)))
+            try:
+                if self.source.connected:
+                    self._settle()
+                    self.source.poll(0)  # heartbeats, and the acks go out
+            except SourceUnavailable as exc:
+                self._source_lost_quietly(exc)
+        try:
+            if self.source.connected:
+                self._settle()
+        except SourceUnavailable as exc:
+            self._source_lost_quietly(exc)
+        logger.info("%s: stopped; %d record(s) still unconfirmed and %d not produced are left to re-delivery",
+                    self.source.kind, self._in_flight, dropped)
+
+    def _source_lost_quietly(self, exc: Exception) -> None:
+        self.tracker.forget_all_but(None)
+        self.stats.last_error = f"{self.source.kind}: {exc}"
+        logger.warning("%s: connection lost while stopping (%s); unacked messages will be re-delivered", self.source.kind, exc)
+
+    def close(self) -> None:
+        try:
+            self.source.close()
+        except Exception:
+            logger.exception("closing the %s connection failed", self.source.kind)
+        if self._producer is not None:
+            self._producer.flush(5)  # orphaned records (their source is gone): best effort
+        self.stats.source_state = "stopped"
+        self._write_stats_file(force=True)
+        running_bridges.discard(self)
+        totals = {counter: self.stats.total(counter) for counter in QUEUE_COUNTERS}
+        logger.info("bridge closed: %(received)d received, %(forwarded)d forwarded, %(acked)d acked, "
+                    "%(failed)d failed, %(nacked)d nacked", totals)
+
+    # -- reporting -------------------------------------------------------------------------------
+    def _report(self) -> None:
+        now = self.clock()
+        self._write_stats_file()
+        if now - self._last_stats < self.stats_interval:
+            return
+        elapsed = now - self._last_stats
+        depth = ""
+        if self.source.connected:
+            try:
+                self.stats.depth = self.source.depth()
+                depth = "; queue depth " + ", ".join(f"{q}={d['messages']}" for q, d in self.stats.depth.items())
+            except SourceUnavailable:
+                pass  # noticed by the next poll
+        logger.info(
+            "throughput: %.1f msgs/s forwarded, %d acked, %d failed in the last %.0fs; %d in flight%s",
+            self._window["forwarded"] / elapsed, self._window["acked"], self._window["failed"], elapsed,
+            self._in_flight, depth,
+        )
+        self._window = dict.fromkeys(self._window, 0)
+        self._last_stats = now
+
+    def _write_stats_file(self, force: bool = False) -> None:
+        """The snapshot as JSON, rewritten every few seconds (atomic rename): a heartbeat that a
+        monitor outside the process can read. Off unless a path is given."""
+        if not self.stats_file:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_stats_file < 5.0:
+            return
+        self._last_stats_file = now
+        snapshot = {**self.stats.snapshot(), "written_at": time.time()}
+        tmp = f"{self.stats_file}.tmp"
+        try:
+            with open(tmp, "w") as f:
+                json.dump(snapshot, f)
+            os.replace(tmp, self.stats_file)
+        except OSError as exc:
+            logger.warning("could not write %s: %s", self.stats_file, exc)
