@@ -262,3 +262,10 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+
+# --- RabbitMQ sources (manage.py bridge_amqp; docs/amqp.md) ---------------------------------------
+AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+AMQP_QUEUES = env_list("AMQP_QUEUES", "demands")
+AMQP_PREFETCH = int(os.environ.get("AMQP_PREFETCH", "500"))
+AMQP_MAX_FAILURES = int(os.environ.get("AMQP_MAX_FAILURES", "10"))
