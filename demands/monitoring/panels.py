@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from .cluster import cluster_overview
 from .heartbeat import consumer_states
 from .lag import lag_overview
 from .metrics import backlog_matrix, drain_text, human_duration, latency_quantiles, latest_backlog, summary, top_flows, window_start
@@ -22,6 +23,7 @@ def panels_context(*, now) -> dict:
     return {
         "now": now,
         "lag": lag,
+        "cluster": cluster_overview(now=now),
         "group": settings.KAFKA_CONSUMER_GROUP,
         "consumers": consumer_states(now=now),
         "backlog": backlog_matrix(latest_backlog(now=now)),

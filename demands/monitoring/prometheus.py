@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import heartbeat
+from .cluster import cluster_overview
 from .flow import floor_minute
 from .heartbeat import consumer_states
 from .lag import lag_overview
@@ -144,11 +145,31 @@ class DatabaseCollector:
             outbox.add_metric([row["status"]], row["n"])
         yield outbox
 
+        yield from cluster_metrics(cluster_overview(now=timezone.now()))
+
         tick = MonitoringCursor.objects.filter(name="tick").first()
         last_tick = GaugeMetricFamily("umsg_monitor_last_tick_timestamp_seconds", "When the monitor last ran (unix time).")
         if tick is not None:
             last_tick.add_metric([], tick.updated_at.timestamp())
         yield last_tick
+
+
+def cluster_metrics(cluster) -> list:
+    """The Kafka cluster as the monitor last saw it (nothing without a fresh sample)."""
+    reachable = GaugeMetricFamily("umsg_kafka_cluster_reachable", "1 if the monitor reached the Kafka cluster at its last sample.")
+    brokers = GaugeMetricFamily("umsg_kafka_brokers", "Brokers in the cluster's metadata.")
+    under = GaugeMetricFamily("umsg_kafka_under_replicated_partitions", "Partitions with fewer in-sync replicas than replicas.")
+    offline = GaugeMetricFamily("umsg_kafka_offline_partitions", "Partitions without a leader.")
+    controller = GaugeMetricFamily("umsg_kafka_controller", "Node id of the active controller.")
+    if cluster is not None:
+        reachable.add_metric([], 1 if cluster.reachable else 0)
+        if cluster.reachable:
+            brokers.add_metric([], len(cluster.brokers))
+            under.add_metric([], len(cluster.under_replicated))
+            offline.add_metric([], len(cluster.offline))
+            if cluster.controller is not None:
+                controller.add_metric([], cluster.controller)
+    return [reachable, brokers, under, offline, controller]
 
 
 class WebRegistry:
