@@ -120,3 +120,27 @@ def test_rejections_staff_already_handled_are_not_counted_as_history():
     loop, holder, _, _ = make_loop([[bad(0)]], max_reject_ratio=0.5, reject_window=4)
     loop.run()
     assert len(holder["consumer"].commits) == 1
+
+
+
+def keyed(value, offset, source):
+    return record(value, offset=offset, key=f"{source}:{offset}".encode())
+
+
+def test_one_source_flooding_bad_messages_is_dead_lettered_while_the_other_sources_keep_flowing():
+    batches = [[keyed({**REFERENCE, "id": f"ok{i}"}, i, "web_app") for i in range(4)],
+               [keyed(b"{broken", 10 + i, "shop") for i in range(8)],
+               [keyed({**REFERENCE, "id": "later"}, 30, "web_app")]]
+    loop, holder, producer, _ = make_loop(batches, max_reject_ratio=0.5, reject_window=10)
+    loop.run()  # 8 of the last 10 rejected, all from one source: not a stop
+    assert Demand.objects.count() == 5
+    assert RejectedMessage.objects.count() == 8 and len(producer.produced) == 8  # kept and dead-lettered
+    assert holder["consumer"].closed
+
+
+def test_rejections_without_a_key_name_no_source_and_still_stop_the_consumer():
+    batches = [[keyed({**REFERENCE, "id": f"ok{i}"}, i, "web_app") for i in range(4)],
+               [bad(10 + i) for i in range(8)]]
+    loop, _, _, _ = make_loop(batches, max_reject_ratio=0.5, reject_window=10)
+    with pytest.raises(RejectRatioExceeded):
+        loop.run()
