@@ -144,8 +144,12 @@ def new_demand(message: schema.DemandMessage, record: IncomingMessage, now: date
 
 
 def replay_origin(headers: tuple) -> dict | None:
-    """The trace of a DLQ replay (its `replay.of` / `replay.by` headers), or None."""
+    """Where a record came from before Kafka, from its headers: a DLQ replay (`replay.of` /
+    `replay.by`) or the AMQP bridge (`amqp.queue`, `amqp.message_id`); None for a direct producer."""
     values = dict(headers)
+    if "amqp.queue" in values:
+        return {"via": "amqp", "queue": (values["amqp.queue"] or b"").decode("utf-8", "replace")[:255],
+                "message_id": (values.get("amqp.message_id") or b"").decode("utf-8", "replace")[:255]}
     try:
         rejected = int(values.get("replay.of") or b"")
     except ValueError:

@@ -127,3 +127,14 @@ def test_the_demand_page_shows_the_replay_in_its_history_with_a_link(dlq_client,
     history = html[html.index('id="history"'):]
     assert f'href="/rejected/{rejected.pk}/"' in history
     assert "Replayed by triager from rejected message" in history
+
+
+def test_a_demand_that_came_through_rabbitmq_says_so_on_its_page(staff_client):
+    headers = (("amqp.queue", b"demands"), ("amqp.message_id", b"m-42"), ("amqp.delivery_tag", b"7"))
+    incoming = record(REFERENCE, offset=1)
+    incoming.headers = headers
+    persist_batch([incoming])
+    demand = Demand.objects.get()
+    assert demand.origin == {"via": "amqp", "queue": "demands", "message_id": "m-42"}
+    page = staff_client.get(f"/demands/{demand.pk}/").content.decode()
+    assert "RabbitMQ queue “demands”, then Kafka" in page and "m-42" in page
