@@ -208,6 +208,81 @@ class PrivateKafka(PrivateService):
         return env
 
 
+class PrivateKafkaCluster(PrivateKafka):
+    """Our own three-node KRaft cluster (services/kafka.sh with KAFKA_BROKERS=3): node N listens on
+    `ports[2(N-1)]`, its controller on the port after it. Nodes are stopped, killed and started
+    one at a time by the script, which waits until a started node is back in the metadata."""
+
+    nodes = 3
+    script_timeout = 300  # a cold start of three JVMs on a loaded 2-core machine
+
+    def __init__(self):
+        self.ports = free_ports(2 * self.nodes)
+        self.port = self.ports[0]
+        self.state_dir = Path(tempfile.mkdtemp(prefix="umsg-rel-kcluster-", dir="/var/tmp"))
+        self.bootstrap = ",".join(f"127.0.0.1:{self.client_port(n)}" for n in range(1, self.nodes + 1))
+
+    def client_port(self, node: int) -> int:
+        return self.ports[2 * (node - 1)]
+
+    def script_env(self) -> dict:
+        env = {key: value for key, value in os.environ.items() if key != "KAFKA_BOOTSTRAP_SERVERS"}
+        env.update({"UMSG_STATE_DIR": str(self.state_dir), "KAFKA_PORT": str(self.port),
+                    "KAFKA_BROKERS": str(self.nodes), "UMSG_PYTHON": sys.executable})
+        return env
+
+    def _node(self, command: str, node: int) -> None:
+        assert 1 <= node <= self.nodes, node
+        result = subprocess.run([str(SERVICES / self.script), command, str(node)], env=self.script_env(),
+                                capture_output=True, text=True, timeout=self.script_timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"{self.script} {command} {node} failed:\n{result.stdout}\n{result.stderr}")
+
+    def stop_broker(self, node: int) -> None:
+        self._node("stop-broker", node)
+
+    def kill_broker(self, node: int) -> None:
+        self._node("kill-broker", node)
+
+    def start_broker(self, node: int) -> None:
+        self._node("start-broker", node)
+
+    def admin(self) -> AdminClient:
+        return AdminClient({"bootstrap.servers": self.bootstrap})
+
+    def leaders(self, topic: str) -> dict[int, int]:
+        """Partition → node id of its leader (-1: none), as the metadata says now."""
+        admin = self.admin()
+        metadata = admin.list_topics(topic, timeout=15)
+        return {number: partition.leader for number, partition in metadata.topics[topic].partitions.items()}
+
+    def coordinator(self, group: str) -> int:
+        """The node id of the group's coordinator: the leader of the __consumer_offsets partition
+        the broker maps the group to (`abs(group.hashCode()) % partitions`, as FindCoordinator
+        answers). Not AdminClient.describe_consumer_groups: that coordinator-targeted request
+        aborts librdkafka (`rd_kafka_enq_once_del_source_return: Assertion eonce->refcnt > 0`)
+        when the coordinator is not available yet — the crash the product's probe child avoids."""
+        partitions = wait_until(lambda: self.leaders("__consumer_offsets"), timeout=60, interval=1,
+                                what="__consumer_offsets (made by the first group's first request)")
+        return partitions[_java_string_hash(group) % len(partitions)]
+
+    def destroy(self) -> None:
+        try:
+            self.stop()
+        finally:
+            _taken_ports.difference_update(self.ports)
+            shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+def _java_string_hash(text: str) -> int:
+    """Java's String.hashCode() over UTF-16 code units, made non-negative as Kafka's Utils.abs does."""
+    value = 0
+    units = text.encode("utf-16-be")
+    for index in range(0, len(units), 2):
+        value = (31 * value + int.from_bytes(units[index:index + 2], "big")) & 0xFFFFFFFF
+    return value & 0x7FFFFFFF
+
+
 def create_topic(bootstrap: str, *, partitions: int) -> str:
     name = f"rel-{uuid.uuid4().hex[:10]}"
     admin = AdminClient({"bootstrap.servers": bootstrap})
