@@ -148,7 +148,7 @@ class Bridge:
             return
         if self.create_topic:
             try:
-                ensure_topics([self.topic])
+                ensure_topics([self.topic], timeout=10)  # not the minute a consumer waits: the source is read meanwhile
             except Exception as exc:  # Kafka down at start: records wait in the producer meanwhile
                 logger.warning("could not check/create topic %s (%s); producing anyway", self.topic, exc)
         self._producer = self.producer_factory(**{**self.producer_config, "error_cb": self._on_kafka_error})

@@ -18,7 +18,7 @@ from demands.kafka import broker_outage
 from . import conf
 from .flow import floor_minute, upsert
 from .models import LagSample
-from .probe import ProbeClient, shared_probe
+from .probe import ProbeClient, ProbeFailed, shared_probe
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,7 @@ class LagReader:
         self._probe = probe
         self.timeout = timeout
         self.last_cluster: dict | None = None  # metadata of the last successful read (see cluster.py)
+        self.last_errors: dict[str, str] = {}  # group → why its offsets could not be read (metadata still came)
 
     @property
     def probe(self) -> ProbeClient:
@@ -60,13 +61,17 @@ class LagReader:
         answer = self.probe.ask(groups=targets, timeout=self.timeout)
         broker_outage.ok()
         self.last_cluster = answer["cluster"]
+        self.last_errors = answer.get("lag_errors") or {}
         return {
             group: [PartitionLag(topic=t, partition=p, committed=c, low=low, high=high) for t, p, c, low, high in rows]
             for group, rows in answer["lag"].items()
         }
 
     def read(self, *, group: str, topics: list[str]) -> list[PartitionLag]:
-        return self.read_all({group: topics})[group]
+        by_group = self.read_all({group: topics})
+        if group in self.last_errors:
+            raise ProbeFailed(self.last_errors[group])
+        return by_group[group]
 
 
 def record_lag(*, now: datetime, group: str, partitions: list[PartitionLag]) -> None:

@@ -134,6 +134,9 @@ class Monitor:
         cluster = getattr(self.lag_reader, "last_cluster", None)
         if read_all is not None and cluster is not None:
             record_cluster(now=now, metadata=cluster)
+        errors = getattr(self.lag_reader, "last_errors", None)
+        if errors:  # the cluster was sampled; these groups' lag was not (their coordinator is moving)
+            raise RuntimeError("; ".join(f"lag of group {group}: {error}" for group, error in sorted(errors.items())))
         return sampled
 
     def _broadcast(self, now: datetime) -> None:

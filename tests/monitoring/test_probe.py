@@ -102,3 +102,21 @@ def test_the_monitor_survives_a_crashed_probe_records_the_cluster_unreachable_an
         probe.close()
     overview = cluster_overview(now=timezone.now())
     assert overview is not None and overview.reachable and overview.state in ("healthy", "degraded")
+
+
+class CoordinatorDown:
+    """A probe whose metadata comes back but one group's committed offsets do not (its coordinator was killed)."""
+
+    def ask(self, *, groups, timeout):
+        return {"ok": True, "cluster": {"brokers": [[1, "a:9092"], [2, "b:9094"]], "controller": 1,
+                                        "topics": {"t": [[0, 1, [1, 2, 3], [1, 2]]]}},
+                "lag": {}, "lag_errors": {group: "KafkaException: Failed to get committed offsets: Local: Timed out"
+                                          for group in groups}}
+
+
+@pytest.mark.django_db
+def test_a_group_whose_offsets_time_out_still_leaves_the_clusters_state_recorded():
+    result = Monitor(lag_reader=LagReader(CoordinatorDown()), broadcast=False).tick()
+    assert "Timed out" in result.errors["lag"]
+    sample = ClusterSample.objects.get()
+    assert sample.reachable and sample.under_replicated == ["t[0]"] and len(sample.brokers) == 2
