@@ -9,7 +9,6 @@ them; the shared broker is never touched.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,21 +18,11 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-from .processes import SERVICES, PrivateService, wait_until
+from .processes import SERVICES, PrivateService, _port_free as _free, wait_until
 
 pytestmark = [pytest.mark.slow]
 
 FIRST_PORT, LAST_PORT = 29092, 29692
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 _taken: set[int] = set()
