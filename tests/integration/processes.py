@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services"
-PORTS = range(8030, 8060)
+PORTS = range(8030, 8230)  # a slow run starts ~20 private brokers and servers; bench/cluster_ingest uses its own
 # The shared PostgreSQL server (services/postgres.sh) the slow tests make their databases in.
 SHARED_PG_SERVER = os.environ.get("UMSG_TEST_PG_SERVER", "postgres://umsg@127.0.0.1:5433")
 SHARED_KAFKA = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
@@ -132,6 +132,7 @@ class PrivateService:
         try:
             self.stop()
         finally:
+            _taken_ports.difference_update(getattr(self, "ports", ()))
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
 
@@ -194,7 +195,7 @@ class PrivateKafka(PrivateService):
     """Our own single-node broker (services/kafka.sh with its own state dir and ports)."""
 
     def __init__(self):
-        self.port, self.controller_port = free_ports(2)
+        self.port, self.controller_port = self.ports = free_ports(2)
         self.state_dir = Path(tempfile.mkdtemp(prefix="umsg-rel-kafka-", dir="/var/tmp"))
         self.bootstrap = f"127.0.0.1:{self.port}"
 
@@ -257,11 +258,22 @@ class PrivateKafkaCluster(PrivateKafka):
         return {number: partition.leader for number, partition in metadata.topics[topic].partitions.items()}
 
     def coordinator(self, group: str) -> int:
-        """The node id of the group's coordinator: the leader of the __consumer_offsets partition
-        the broker maps the group to (`abs(group.hashCode()) % partitions`, as FindCoordinator
-        answers). Not AdminClient.describe_consumer_groups: that coordinator-targeted request
-        aborts librdkafka (`rd_kafka_enq_once_del_source_return: Assertion eonce->refcnt > 0`)
-        when the coordinator is not available yet — the crash the product's probe child avoids."""
+        """The node id of the group's coordinator, as the broker answers DescribeConsumerGroups —
+        asked in a child process: that coordinator-targeted request can abort librdkafka
+        (`rd_kafka_enq_once_del_source_return: Assertion eonce->refcnt > 0`) while the coordinator
+        is not available yet, the crash the product's probe child avoids. Falls back to the
+        leader of the __consumer_offsets partition the group hashes to."""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            answer = subprocess.run([sys.executable, "-c", _DESCRIBE_COORDINATOR, self.bootstrap, group],
+                                    capture_output=True, text=True, timeout=90)
+            if answer.returncode == 0 and answer.stdout.split() and answer.stdout.split()[-1].isdigit():
+                return int(answer.stdout.split()[-1])
+            time.sleep(1)
+        return self.hashed_coordinator(group)
+
+    def hashed_coordinator(self, group: str) -> int:
+        """The leader of the __consumer_offsets partition the group maps to (`abs(group.hashCode()) % partitions`)."""
         partitions = wait_until(lambda: self.leaders("__consumer_offsets"), timeout=60, interval=1,
                                 what="__consumer_offsets (made by the first group's first request)")
         return partitions[_java_string_hash(group) % len(partitions)]
@@ -272,6 +284,15 @@ class PrivateKafkaCluster(PrivateKafka):
         finally:
             _taken_ports.difference_update(self.ports)
             shutil.rmtree(self.state_dir, ignore_errors=True)
+
+
+_DESCRIBE_COORDINATOR = """
+import sys
+from confluent_kafka.admin import AdminClient
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+[future] = admin.describe_consumer_groups([sys.argv[2]], request_timeout=20).values()
+print(future.result(timeout=30).coordinator.id)
+"""
 
 
 def _java_string_hash(text: str) -> int:
