@@ -515,6 +515,14 @@ def consumer_process(*, topic: str, group: str, database: Database, log_dir: Pat
     return ManagedProcess(args, env=env, log_dir=log_dir, name=name)
 
 
+def monitor_process(*, topic: str, group: str, database: Database, bootstrap: str, log_dir: Path,
+                    name: str = "evaluate_alerts") -> ManagedProcess:
+    """`evaluate_alerts` watching `group` on `topic`, ticking every 2 s."""
+    env = child_env({"DATABASE_URL": database.url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPICS": topic,
+                     "KAFKA_CONSUMER_GROUP": group, "MONITORING_TICK_SECONDS": "2", "LOG_LEVEL": "INFO"})
+    return ManagedProcess([sys.executable, "manage.py", "evaluate_alerts"], env=env, log_dir=log_dir, name=name)
+
+
 def daphne_process(*, port: int, database: Database, redis_url: str, prefix: str, log_dir: Path, name: str) -> ManagedProcess:
     daphne = Path(sys.executable).with_name("daphne")
     args = [str(daphne), "-b", "127.0.0.1", "-p", str(port), "unified_msg_site.asgi:application"]

@@ -13,7 +13,6 @@ dir and ports) and shared by this module's tests: a cold start of three JVMs is 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 import urllib.error
@@ -29,10 +28,10 @@ from confluent_kafka.admin import NewTopic
 from .processes import (
     ManagedProcess,
     PrivateKafkaCluster,
-    child_env,
     consumer_process,
     daphne_process,
     free_ports,
+    monitor_process,
     run_manage,
     wait_until,
 )
@@ -232,13 +231,8 @@ def test_acknowledged_demands_survive_a_killed_leader_a_killed_coordinator_and_a
     web = daphne_process(port=port, database=pg_database, redis_url=REDIS_URL, prefix=f"cluster-{uuid.uuid4().hex[:6]}",
                          log_dir=tmp_path, name="web")
     web.env.update({"KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap, "KAFKA_TOPICS": topic, "LOG_LEVEL": "INFO"})
-    monitor = ManagedProcess(
-        [sys.executable, "manage.py", "evaluate_alerts"],
-        env=child_env({"DATABASE_URL": pg_database.url, "KAFKA_BOOTSTRAP_SERVERS": cluster.bootstrap,
-                       "KAFKA_TOPICS": topic, "KAFKA_CONSUMER_GROUP": group, "MONITORING_TICK_SECONDS": "2",
-                       "LOG_LEVEL": "INFO"}),
-        log_dir=tmp_path, name="evaluate_alerts",
-    )
+    monitor = monitor_process(topic=topic, group=group, database=pg_database, bootstrap=cluster.bootstrap,
+                              log_dir=tmp_path)
     started.extend([web.start(), monitor.start()])
     api_key = run_manage("create_api_key", "--source", HttpFeed.source, "--name", "cluster test", "--rate", "1000000",
                          "--burst", "100000", "--quiet", env={"DATABASE_URL": pg_database.url}).strip()

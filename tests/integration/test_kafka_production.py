@@ -19,7 +19,7 @@ import uuid
 import pytest
 from confluent_kafka import Producer
 
-from .processes import ManagedProcess, PrivateKafka, child_env, consumer_process, free_ports, wait_until
+from .processes import ManagedProcess, PrivateKafka, child_env, consumer_process, free_ports, monitor_process, wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -111,13 +111,8 @@ def test_three_broker_restarts_under_the_dashboard_a_consumer_and_evaluate_alert
         wait_until(lambda: _healthy(port) or not dashboard.running, timeout=60, what="the dashboard answering")
         consumer = consumer_process(topic=topic, group=group, database=pg_database, log_dir=tmp_path,
                                     bootstrap=broker.bootstrap)
-        monitor = ManagedProcess(
-            [sys.executable, "manage.py", "evaluate_alerts"],
-            env=child_env({"DATABASE_URL": pg_database.url, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
-                           "KAFKA_TOPICS": topic, "KAFKA_CONSUMER_GROUP": group, "MONITORING_TICK_SECONDS": "2",
-                           "LOG_LEVEL": "INFO"}),
-            log_dir=tmp_path, name="evaluate_alerts",
-        )
+        monitor = monitor_process(topic=topic, group=group, database=pg_database, bootstrap=broker.bootstrap,
+                                  log_dir=tmp_path)
         wait_until(lambda: pg_database.query("SELECT count(*) FROM pg_tables WHERE tablename = 'demands_demand'")[0][0],
                    timeout=10, what="database ready")
         # The dashboard's consumer creates the topic; then the separate consumer and monitor join.
