@@ -251,9 +251,19 @@ class SavedView(models.Model):
 
 
 class Notification(models.Model):
-    """Something a user should see: a demand assigned to them or their team, a comment on theirs."""
+    """Something a user should see: a demand assigned to them or their team, a comment on theirs,
+    an SLA or escalation step. `kind` is what subscriptions and outbound channels select on."""
+
+    class Kind(models.TextChoices):
+        ASSIGNED = "assigned", _("assigned to me")
+        TEAM = "team", _("assigned to my team")
+        COMMENT = "comment", _("comment")
+        SLA = "sla", _("SLA at risk or breached")
+        ESCALATION = "escalation", _("escalation")
+        SAVED_VIEW = "saved_view", _("new demand in a saved view")
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demand_notifications")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.ASSIGNED)
     demand = models.ForeignKey(Demand, on_delete=models.CASCADE, related_name="+")
     text = models.CharField(max_length=300)
     created_at = models.DateTimeField(default=timezone.now)

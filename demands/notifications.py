@@ -33,12 +33,19 @@ def actor_label(*, actor=None, rule_name: str | None = None) -> str:
     return _("A rule")
 
 
-def build(*, user_id: int, demand, who: str, what: str, created_at=None) -> Notification:
+def build(*, user_id: int, demand, who: str, what: str, created_at=None,
+          kind: str = Notification.Kind.ASSIGNED) -> Notification:
     """One unsaved notification: "<who> <what>: <the demand's first words>"."""
     return Notification(
         user_id=user_id, demand_id=demand.pk, text=f"{who} {what}: {demand.content[:PREVIEW_CHARS]}",
-        created_at=created_at or timezone.now(),
+        created_at=created_at or timezone.now(), kind=kind,
     )
+
+
+def save(rows: list[Notification]) -> list[Notification]:
+    """Save notifications (one statement). Every caller — a person's change, a rule at ingest, an
+    SLA timer — saves through here, so what else a notification sets off is added in one place."""
+    return Notification.objects.bulk_create(rows) if rows else []
 
 
 def assigned_to_you(pk: int) -> str:
@@ -64,11 +71,11 @@ def for_assignment(*, demand, who: str, assignee_id: int | None = None, team: Te
     notifications = []
     if assignee_id is not None and assignee_id != actor_id:
         notifications.append(build(user_id=assignee_id, demand=demand, who=who, what=assigned_to_you(demand.pk),
-                                   created_at=created_at))
+                                   created_at=created_at, kind=Notification.Kind.ASSIGNED))
     if team is not None:
         what = assigned_to_team(demand.pk, team.name)
         notifications.extend(
-            build(user_id=pk, demand=demand, who=who, what=what, created_at=created_at)
+            build(user_id=pk, demand=demand, who=who, what=what, created_at=created_at, kind=Notification.Kind.TEAM)
             for pk in team_recipients(team, skip={actor_id, assignee_id, demand.assignee_id})
         )
     return notifications

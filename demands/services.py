@@ -175,7 +175,7 @@ def demand_assign(
         fields.append("team")
         events.append(_record(demand, DemandEvent.Kind.TEAM, actor, old, team.name if team else ""))
         tell_team = team
-    notified = _save_notifications(notifications.for_assignment(
+    notified = notifications.save(notifications.for_assignment(
         demand=demand, who=notifications.actor_label(actor=actor), assignee_id=getattr(tell_assignee, "pk", None),
         team=tell_team, actor_id=getattr(actor, "pk", None),
     ))
@@ -184,10 +184,6 @@ def demand_assign(
     demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
     _after_commit(demand, events, notified)
     return demand
-
-
-def _save_notifications(rows: list[Notification]) -> list[Notification]:
-    return Notification.objects.bulk_create(rows) if rows else []
 
 
 @transaction.atomic
@@ -202,9 +198,9 @@ def demand_comment(*, demand: Demand, body: str, actor) -> DemandEvent:
     event = _record(demand, DemandEvent.Kind.COMMENT, actor, "", "", body=body)
     notified = []
     if demand.assignee_id and demand.assignee_id != getattr(actor, "pk", None):
-        notified = _save_notifications([notifications.build(
+        notified = notifications.save([notifications.build(
             user_id=demand.assignee_id, demand=demand, who=notifications.actor_label(actor=actor),
-            what=notifications.commented(demand.pk),
+            what=notifications.commented(demand.pk), kind=Notification.Kind.COMMENT,
         )])
     fields = ["updated_at"]
     demand.updated_at = timezone.now()

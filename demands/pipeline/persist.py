@@ -22,7 +22,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from .. import notifications
-from ..models import Demand, Notification, RejectedMessage, Team
+from ..models import Demand, RejectedMessage, Team
 from ..monitoring.flow import record_batch_flow
 from . import grouping
 from .grouping import assign_groups, count_group_members
@@ -185,7 +185,7 @@ def _notify_rule_assignments(created: list[NewDemand], changes: dict[int, list[R
             rows += notifications.for_assignment(demand=demand, who=who, assignee_id=int(change.new), created_at=now)
         elif int(change.new) in teams:
             rows += notifications.for_assignment(demand=demand, who=who, team=teams[int(change.new)], created_at=now)
-    return [n.pk for n in Notification.objects.bulk_create(rows)]
+    return [n.pk for n in notifications.save(rows)]
 
 
 def _key_text(key: bytes | None) -> str:
