@@ -2,13 +2,14 @@
 # Everything they need is installed by these targets (Python packages into .venv/, Kafka jars
 # from Maven Central into ~/.cache, PostgreSQL and Redis from Debian's packages when root).
 
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-sqlite test-postgres test-slow test-browser browser services services-kafka stop venv clean bench
+.PHONY: run test test-postgres-tagged test-sqlite-tagged test-sqlite test-postgres test-slow test-browser browser services services-kafka stop venv clean bench
 
 venv: $(STAMP)
 
@@ -36,11 +37,17 @@ run: services-kafka
 	$(PY) manage.py run_dashboard $(RUN_ARGS)
 
 ## The whole suite: on PostgreSQL (production's database) and on SQLite (the embedded default),
-## both against the real Kafka broker; then, once, the browser journeys (they run the dashboard
-## as a subprocess on its own SQLite file) and the slow fault and scale-out tests.
+## both against the real Kafka broker and side by side (each line prefixed with its database: the
+## suite mostly waits on brokers and servers, so two runs share two cores well); then, once, the
+## browser journeys (they run the dashboard as a subprocess on its own SQLite file) and the slow
+## fault and scale-out tests.
 test: services-kafka browser
 	services/up.sh postgres redis
-	$(MAKE) --no-print-directory test-postgres test-sqlite test-browser test-slow
+	$(MAKE) --no-print-directory -j2 test-postgres-tagged test-sqlite-tagged
+	$(MAKE) --no-print-directory test-browser test-slow
+
+test-postgres-tagged test-sqlite-tagged: test-%-tagged:
+	@set -o pipefail; $(MAKE) --no-print-directory test-$* 2>&1 | sed -u 's/^/[$*] /'
 
 test-postgres: venv
 	@echo "== test suite on PostgreSQL =="
