@@ -21,6 +21,7 @@ from .flow import OPEN_STATUSES, backlog_now, floor_minute, histogram_quantile
 from .heartbeat import consumer_states
 from .lag import LagOverview, lag_overview
 from .models import Alert, AlertRule, BacklogSample, FlowBucket, LagSample, LatencyBucket, MonitoringCursor
+from .outages import outages
 from .verdict import Verdict, compute_verdict
 
 SEVERITY_RANK = {AlertRule.Severity.INFO: 0, AlertRule.Severity.WARNING: 1, AlertRule.Severity.CRITICAL: 2}
@@ -179,6 +180,7 @@ def chart_data(*, now: datetime, minutes: int = 60, group: str | None = None) ->
         "backlog": backlog,
         "lag": lag,
         "group": group,
+        "outages": outages(start=start, end=end, group=group),
     }
 
 
