@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Sum
-from django.utils.translation import gettext
+from django.utils.translation import gettext, pgettext
 
 from demands.models import Priority, Status
 
@@ -107,10 +107,10 @@ def seconds_text(ms: float | None) -> str:
     """A latency in seconds, the one unit of latencies on the page, the charts and /metrics."""
     if ms is None:
         return "—"
-    seconds = ms / 1000
+    seconds, unit = ms / 1000, pgettext("unit of seconds", "s")
     if seconds < 10:
-        return f"{seconds:.2f} s"
-    return f"{seconds:,.0f} s"
+        return f"{seconds:.2f} {unit}"
+    return f"{seconds:,.0f} {unit}"
 
 
 # -- chart series ------------------------------------------------------------------------------------

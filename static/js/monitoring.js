@@ -169,13 +169,12 @@
         plugins: [outagePlugin()],
         series: [{ label: gettext("Time"), value: function (u, ts) { return ts === null ? "—" : timeLabel(ts, true); } }].concat(spec.series.map(function (s) {
           return {
-            label: s.label, stroke: s.color, width: 1.5, dash: s.dash, spanGaps: false, points: { show: false },
+            label: s.label, stroke: s.color, width: 1.5, dash: s.dash, spanGaps: false,  // uPlot shows points only where sparse
             value: function (u, v) { return withUnit(v, spec.unit); }
           };
         }))
       }, data, el);
-      chart.multiDay = span > 86400;
-      chart.redraw();
+      chart.multiDay = span > 86400;  // (no redraw here: uPlot's first commit is still pending)
     });
   }
 
