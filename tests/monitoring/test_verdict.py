@@ -141,3 +141,28 @@ def test_replaced_heartbeats_expire_after_their_retention_dead_ones_after_the_lo
     consumer("ancient", partitions=[8], seen=NOW - timedelta(hours=25))
     prune(now=NOW)
     assert set(ConsumerHeartbeat.objects.values_list("name", flat=True)) == {"live", "replaced-recent", "dead-old"}
+
+
+# -- the stat cards' sub-lines are readable (WCAG AA, 4.5:1) -----------------------------------------
+def _luminance(hex_color):
+    channels = [int(hex_color[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    channels = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+
+
+def _contrast(a, b):
+    high, low = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+@pytest.mark.parametrize("theme", [0, 1], ids=["light", "dark"])
+def test_stat_sub_lines_have_at_least_4_5_to_1_contrast_on_their_card(theme):
+    import re
+    from pathlib import Path
+
+    static = Path(__file__).resolve().parents[2] / "static" / "css"
+    token = re.search(r"\.stat \.sub \{[^}]*color: var\((--[\w-]+)\)", (static / "monitoring.css").read_text()).group(1)
+    app = (static / "app.css").read_text()
+    colour = re.findall(rf"{token}: (#[0-9a-fA-F]{{6}})", app)[theme]
+    surface = re.findall(r"--surface: (#[0-9a-fA-F]{6})", app)[theme]
+    assert _contrast(colour, surface) >= 4.5
