@@ -163,7 +163,10 @@
       chart = charts[name] = new window.uPlot({
         width: Math.max(el.clientWidth, 200),
         height: 180,
-        scales: { x: { time: true }, y: { range: function (u, min, max) { return [Math.min(0, min || 0), Math.max(max || 0, spec.counts ? 1 : 0.001) * 1.1]; } } },
+        scales: { x: { time: true }, y: { range: function (u, min, max) {
+          // From 0; with no data (or only zeros) a 0–1 axis rather than ticks that all read "0".
+          return [Math.min(0, min || 0), max ? max * 1.1 : 1];
+        } } },
         axes: [xAxis, yAxis],
         legend: { live: true },
         plugins: [outagePlugin()],
