@@ -370,10 +370,11 @@ class DemandStreamConsumer(AsyncWebsocketConsumer):
 
     async def monitoring_tick(self, event):
         # Only the monitoring page shows the panels and charts; other pages, the header summary.
-        await self.push(event["frame"] if self.page == "monitoring" else event.get("summary_frame") or event["frame"])
+        frame = event["frame"] if self.page == "monitoring" else event.get("summary_frame") or event["frame"]
+        await self.push(self._html(frame))  # rendered per language (monitoring/live.py): the reader's
 
     async def monitoring_alert(self, event):
-        await self.push(event["frame"])
+        await self.push(self._html(event["frame"]))
 
     def _html(self, rendered: dict[str, str] | str) -> str:
         """The reader's language from a fragment rendered in each language needed (live.render_in)."""

@@ -100,7 +100,9 @@ def heartbeat_missing(rule: AlertRule, ctx: Context) -> dict[str, Finding]:
     """The group has no consumer with a heartbeat in the last N seconds, or a consumer died
     (stopped writing without signing off) and nothing on its host has replaced it."""
     group = _group(rule)
-    consumers = [hb for hb, _state in consumer_states(now=ctx.now) if hb.group == group]
+    rows = [(hb, state) for hb, state in consumer_states(now=ctx.now) if hb.group == group]
+    states = {hb.pk: state for hb, state in rows}
+    consumers = [hb for hb, _state in rows]
     fresh = [hb for hb in consumers if hb.stopped_at is None and (ctx.now - hb.last_seen_at).total_seconds() <= rule.threshold]
     findings = {}
     if not fresh:
@@ -112,8 +114,8 @@ def heartbeat_missing(rule: AlertRule, ctx: Context) -> dict[str, Finding]:
         )
     for hb in consumers:
         silent_for = (ctx.now - hb.last_seen_at).total_seconds()
-        if hb.stopped_at is not None or silent_for <= rule.threshold:
-            continue
+        if hb.stopped_at is not None or silent_for <= rule.threshold or states.get(hb.pk) == "replaced":
+            continue  # signed off, still beating, or its partitions are owned by live consumers again
         replaced = any(other.hostname == hb.hostname and other.started_at > hb.last_seen_at for other in fresh)
         if not replaced:
             findings[f"consumer:{hb.name}"] = Finding(

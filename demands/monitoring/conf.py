@@ -27,6 +27,8 @@ _DEFAULTS = {
     "MONITORING_RETENTION_DAYS": int(os.environ.get("MONITORING_RETENTION_DAYS", "30")),
     "MONITORING_LAG_RETENTION_DAYS": int(os.environ.get("MONITORING_LAG_RETENTION_DAYS", "7")),
     "MONITORING_HEARTBEAT_RETENTION_HOURS": int(os.environ.get("MONITORING_HEARTBEAT_RETENTION_HOURS", "24")),
+    # A dead consumer whose partitions live consumers own again is "replaced"; its row goes after this.
+    "MONITORING_REPLACED_RETENTION_HOURS": float(os.environ.get("MONITORING_REPLACED_RETENTION_HOURS", "1")),
     # Webhooks: the HMAC key used when a rule names none, timeout, and the retry schedule
     # (base · 2^(attempt-1), capped; a delivery is given up after max attempts).
     "MONITORING_WEBHOOK_SECRET": os.environ.get("MONITORING_WEBHOOK_SECRET", ""),
@@ -39,6 +41,9 @@ _DEFAULTS = {
     "MONITORING_EMAIL_FROM": os.environ.get("MONITORING_EMAIL_FROM", ""),
     # If set, /metrics requires `Authorization: Bearer <token>`; unset, it is open like most exporters.
     "MONITORING_METRICS_TOKEN": os.environ.get("MONITORING_METRICS_TOKEN", ""),
+    # The verdict (verdict.py) calls a rejected share above this over 5 minutes degraded (with at least N messages).
+    "MONITORING_VERDICT_REJECT_RATIO": float(os.environ.get("MONITORING_VERDICT_REJECT_RATIO", "0.2")),
+    "MONITORING_VERDICT_MIN_MESSAGES": int(os.environ.get("MONITORING_VERDICT_MIN_MESSAGES", "20")),
     # Most alerts one rule may hold open at once (e.g. urgent demands unassigned): no storms.
     "MONITORING_MAX_ALERTS_PER_RULE": int(os.environ.get("MONITORING_MAX_ALERTS_PER_RULE", "100")),
 }

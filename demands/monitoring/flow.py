@@ -26,7 +26,7 @@ from django.db.models import Count, Min, Q
 from demands.models import CLOSED_STATUSES, Demand, DemandEvent, RejectedMessage, Status
 
 from . import conf
-from .models import BacklogSample, FlowBucket, LatencyBucket, MonitoringCursor
+from .models import BacklogSample, FlowBucket, FlowTotal, LatencyBucket, MonitoringCursor
 
 # Histogram upper bounds in milliseconds; the last bucket (INF_MS) takes everything above.
 INF_MS = 2**62
@@ -279,14 +279,36 @@ def snapshot_backlog(*, now: datetime) -> dict[tuple[str, str], int]:
 
 def prune(*, now: datetime) -> None:
     """Forget buckets and samples past their retention; alerts are history and are kept."""
-    from .models import ClusterSample, ConsumerHeartbeat, LagSample
+    from .heartbeat import prune_heartbeats
+    from .models import ClusterSample, LagSample
 
     keep_after = now - timedelta(days=conf.get("MONITORING_RETENTION_DAYS"))
-    FlowBucket.objects.filter(minute__lt=keep_after).delete()
+    prune_flow(before=keep_after)  # folded into the counters' totals: /metrics counters never go down
     LatencyBucket.objects.filter(minute__lt=keep_after).delete()
     BacklogSample.objects.filter(minute__lt=keep_after).delete()
     LagSample.objects.filter(minute__lt=now - timedelta(days=conf.get("MONITORING_LAG_RETENTION_DAYS"))).delete()
     ClusterSample.objects.filter(minute__lt=now - timedelta(days=conf.get("MONITORING_LAG_RETENTION_DAYS"))).delete()
-    ConsumerHeartbeat.objects.filter(
-        last_seen_at__lt=now - timedelta(hours=conf.get("MONITORING_HEARTBEAT_RETENTION_HOURS"))
-    ).delete()
+    prune_heartbeats(now=now)
+
+
+FOLD_CHUNK = 5000
+
+
+def prune_flow(*, before: datetime) -> int:
+    """Delete flow buckets older than `before`, adding their counts to FlowTotal in the same
+    transaction (see counters.py: /metrics counters never go down). Returns rows pruned."""
+    pruned = 0
+    while True:
+        with transaction.atomic():
+            rows = list(
+                FlowBucket.objects.select_for_update().filter(minute__lt=before)
+                .order_by("minute", "kind", "type", "source").values_list("pk", "kind", "type", "source", "count")[:FOLD_CHUNK]
+            )
+            if not rows:
+                return pruned
+            sums: Counter = Counter()
+            for _pk, kind, type_, source, count in rows:
+                sums[(kind, type_, source)] += count
+            upsert(FlowTotal, ["kind", "type", "source"], ["count"], [(*key, n) for key, n in sums.items()], add=True)
+            FlowBucket.objects.filter(pk__in=[row[0] for row in rows]).delete()
+            pruned += len(rows)

@@ -17,7 +17,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
@@ -99,8 +99,36 @@ def consumer_heartbeat(loop) -> HeartbeatWriter:
 
 
 def consumer_states(*, now: datetime) -> list[tuple[ConsumerHeartbeat, str]]:
-    """Every known consume loop with its state, live ones first."""
+    """Every known consume loop with its state, live ones first (see `resolve_replaced`)."""
     dead_after = conf.get("MONITORING_CONSUMER_DEAD_AFTER")
-    order = {"alive": 0, "dead": 1, "failed": 2, "stopped": 3}
-    rows = [(hb, hb.state(now, dead_after)) for hb in ConsumerHeartbeat.objects.order_by("-last_seen_at")[:200]]
+    order = {"alive": 0, "dead": 1, "failed": 2, "replaced": 3, "stopped": 4}
+    rows = resolve_replaced([(hb, hb.state(now, dead_after)) for hb in ConsumerHeartbeat.objects.order_by("-last_seen_at")[:200]])
     return sorted(rows, key=lambda item: (order[item[1]], item[0].group, item[0].name))
+
+
+def resolve_replaced(rows: list[tuple[ConsumerHeartbeat, str]]) -> list[tuple[ConsumerHeartbeat, str]]:
+    """A dead consumer whose work is done by live ones is "replaced", not dead: the group has a
+    live consumer and every partition the dead one held is now held by a live one of its group
+    (after a crash the group rebalances its partitions onto the survivors or a restarted process).
+    A dead one whose partitions nobody took over stays dead: those partitions are not consumed."""
+    owned: dict[str, set[str]] = {}
+    for hb, state in rows:
+        if state == "alive":
+            owned.setdefault(hb.group, set()).update(hb.assignment or ())
+    return [
+        (hb, "replaced" if state == "dead" and hb.group in owned and set(hb.assignment or ()) <= owned[hb.group] else state)
+        for hb, state in rows
+    ]
+
+
+def prune_heartbeats(*, now: datetime) -> int:
+    """Forget finished heartbeats after MONITORING_HEARTBEAT_RETENTION_HOURS, and replaced ones
+    after MONITORING_REPLACED_RETENTION_HOURS (they only explain a past rebalance). Returns rows deleted."""
+    deleted, _ = ConsumerHeartbeat.objects.filter(
+        last_seen_at__lt=now - timedelta(hours=conf.get("MONITORING_HEARTBEAT_RETENTION_HOURS"))
+    ).delete()
+    replaced_before = now - timedelta(hours=conf.get("MONITORING_REPLACED_RETENTION_HOURS"))
+    stale = [hb.pk for hb, state in consumer_states(now=now) if state == "replaced" and hb.last_seen_at < replaced_before]
+    if stale:
+        deleted += ConsumerHeartbeat.objects.filter(pk__in=stale).delete()[0]
+    return deleted

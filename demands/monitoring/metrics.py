@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Sum
+from django.utils.translation import gettext, pgettext
 
 from demands.models import Priority, Status
 
@@ -20,6 +21,8 @@ from .flow import OPEN_STATUSES, backlog_now, floor_minute, histogram_quantile
 from .heartbeat import consumer_states
 from .lag import LagOverview, lag_overview
 from .models import Alert, AlertRule, BacklogSample, FlowBucket, LagSample, LatencyBucket, MonitoringCursor
+from .outages import outages
+from .verdict import Verdict, compute_verdict
 
 SEVERITY_RANK = {AlertRule.Severity.INFO: 0, AlertRule.Severity.WARNING: 1, AlertRule.Severity.CRITICAL: 2}
 
@@ -86,16 +89,28 @@ def human_duration(ms: float | None) -> str:
 
 
 def drain_text(overview: LagOverview | None) -> str:
+    """The drain state in words, in the active language."""
     if overview is None:
         return "—"
     drain = overview.drain
+    if drain.state == "draining":
+        return f"~{human_duration((drain.seconds or 0) * 1000)}"
     return {
-        "drained": "caught up",
-        "draining": f"~{human_duration((drain.seconds or 0) * 1000)}",
-        "keeping_up": "keeping up",
-        "growing": "growing",
-        "stalled": "stalled",
-    }.get(drain.state, "unknown")
+        "drained": gettext("caught up"),
+        "keeping_up": gettext("keeping up"),
+        "growing": gettext("growing"),
+        "stalled": gettext("stalled"),
+    }.get(drain.state, gettext("unknown"))
+
+
+def seconds_text(ms: float | None) -> str:
+    """A latency in seconds, the one unit of latencies on the page, the charts and /metrics."""
+    if ms is None:
+        return "—"
+    seconds, unit = ms / 1000, pgettext("unit of seconds", "s")
+    if seconds < 10:
+        return f"{seconds:.2f} {unit}"
+    return f"{seconds:,.0f} {unit}"
 
 
 # -- chart series ------------------------------------------------------------------------------------
@@ -165,6 +180,7 @@ def chart_data(*, now: datetime, minutes: int = 60, group: str | None = None) ->
         "backlog": backlog,
         "lag": lag,
         "group": group,
+        "outages": outages(start=start, end=end, group=group),
     }
 
 
@@ -218,6 +234,7 @@ class Summary:
     worst_severity: str
     ingest_p95_ms: float | None
     monitor_seen_at: datetime | None
+    verdict: Verdict | None = None
 
     @property
     def monitor_stale(self) -> bool:
@@ -227,7 +244,7 @@ class Summary:
 
     @property
     def ingest_p95_text(self) -> str:
-        return human_duration(self.ingest_p95_ms)
+        return seconds_text(self.ingest_p95_ms)
 
     @property
     def drain_text(self) -> str:
@@ -235,7 +252,9 @@ class Summary:
 
     @property
     def health(self) -> str:
-        """ok | warning | critical: what the header's dot shows."""
+        """ok | warning | critical: what the header's dot shows — the verdict's (verdict.py)."""
+        if self.verdict is not None:
+            return self.verdict.health
         if self.worst_severity == AlertRule.Severity.CRITICAL or self.consumers_dead:
             return "critical"
         if self.open_alerts or self.monitor_stale or (self.lag is not None and self.lag.drain.never):
@@ -258,10 +277,12 @@ def summary(*, now: datetime, group: str | None = None) -> Summary:
     arrivals_by_minute = {row["minute"]: row["n"] for row in arrivals}
     rejections = FlowBucket.objects.filter(kind=FlowBucket.Kind.REJECTION, minute__gte=five).aggregate(n=Sum("count"))["n"] or 0
     backlog = latest_backlog(now=now)
-    states = [state for _hb, state in consumer_states(now=now)]
+    consumers = consumer_states(now=now)
+    states = [state for _hb, state in consumers]
     open_alerts = list(Alert.objects.filter(resolved_at__isnull=True).values_list("severity", flat=True))
     _p50, p95, _n = latency_quantiles(metric=LatencyBucket.Metric.INGEST, start=five)
     tick = MonitoringCursor.objects.filter(name="tick").first()
+    lag = lag_overview(group=group, now=now)
     return Summary(
         now=now,
         arrivals_last_minute=arrivals_by_minute.get(floor_minute(now), 0),
@@ -269,11 +290,12 @@ def summary(*, now: datetime, group: str | None = None) -> Summary:
         rejections_5m=rejections,
         backlog_total=sum(backlog.values()),
         backlog_urgent=sum(n for (_status, priority), n in backlog.items() if priority == Priority.URGENT),
-        lag=lag_overview(group=group, now=now),
+        lag=lag,
         consumers_alive=states.count("alive"),
         consumers_dead=states.count("dead"),
         open_alerts=len(open_alerts),
         worst_severity=max(open_alerts, key=lambda s: SEVERITY_RANK.get(s, 0), default=""),
         ingest_p95_ms=p95,
         monitor_seen_at=tick.updated_at if tick else None,
+        verdict=compute_verdict(now=now, group=group, consumers=consumers, lag=lag),
     )

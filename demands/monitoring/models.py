@@ -375,3 +375,6 @@ class Silence(models.Model):
 # What the monitor samples from the broker (lag per partition, the cluster's state).
 from .samples import *  # noqa: E402,F401,F403
 __all__ += ["LagSample", "ClusterSample"]
+# What pruned flow buckets added up to, for /metrics' counters (see counters.py).
+from .totals import *  # noqa: E402,F401,F403
+__all__ += ["FlowTotal"]

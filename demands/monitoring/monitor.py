@@ -3,7 +3,8 @@
 A tick rolls up new history events (resolutions, time to first action), snapshots the backlog,
 samples consumer lag and the cluster's state from the broker (through the probe child, so a
 librdkafka crash there costs one sample, never this process), evaluates the alert rules, sends due notifications, prunes
-old buckets now and then, and pushes the summary and charts to browsers. Each step stands alone:
+old buckets now and then, and pushes the summary and charts to browsers (rendered once in each
+language read, see `_broadcast`). Each step stands alone:
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
 Running two monitors is safe — roll-ups and rule evaluations lock their rows, deliveries are
 claimed — so the embedded one and a separate `evaluate_alerts` may overlap during a deploy.
@@ -25,7 +26,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import close_old_connections, connections
 from django.template.loader import render_to_string
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from demands.kafka import OutageLog
 
@@ -140,11 +141,20 @@ class Monitor:
         return sampled
 
     def _broadcast(self, now: datetime) -> None:
-        live.broadcast_tick(
-            summary_html=render_to_string("monitoring/_summary.html", summary_context(now=now)),
-            panels_html=render_to_string("monitoring/page.html#panels", panels_context(now=now)),
-            series=chart_data(now=now, minutes=60),
-        )
+        """Read once, render once per language read (demands.live.languages_needed), send once:
+        each socket forwards its reader's language."""
+        from demands.live import languages_needed
+
+        summary = summary_context(now=now)
+        page = {**panels_context(now=now), **summary}
+        summary_html, panels_html = {}, {}
+        for code in languages_needed():
+            with translation.override(code):
+                summary_html[code] = render_to_string("monitoring/_summary.html", summary)
+                panels_html[code] = render_to_string("monitoring/page.html#top", page) + render_to_string(
+                    "monitoring/page.html#panels", page
+                )
+        live.broadcast_tick(summary_html=summary_html, panels_html=panels_html, series=chart_data(now=now, minutes=60))
 
     def run(self, stop: threading.Event) -> None:
         """Tick until `stop` is set. Failures are logged and retried at the next tick; never exits on them."""

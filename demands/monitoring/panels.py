@@ -4,15 +4,17 @@ pages (views.py) and by the monitor's live ticks (monitor.py), which must not im
 from __future__ import annotations
 
 from django.conf import settings
+from django.utils.functional import lazy
 
 from .cluster import cluster_overview
 from .heartbeat import consumer_states
 from .lag import lag_overview
-from .metrics import backlog_matrix, drain_text, human_duration, latency_quantiles, latest_backlog, summary, top_flows, window_start
-from .models import Alert, LatencyBucket
+from .metrics import backlog_matrix, drain_text, latency_quantiles, latest_backlog, seconds_text, summary, top_flows, window_start
+from .models import Alert, AlertRule, LatencyBucket
 
 
 def summary_context(*, now) -> dict:
+    """The header summary, with the verdict (verdict.py) that the page's banner shows too."""
     return {"summary": summary(now=now)}
 
 
@@ -29,9 +31,10 @@ def panels_context(*, now) -> dict:
         "backlog": backlog_matrix(latest_backlog(now=now)),
         "flows": top_flows(now=now, minutes=60),
         "open_alerts": list(Alert.objects.filter(resolved_at__isnull=True).order_by("-id")[:20]),
-        "drain_text": drain_text(lag),
-        "ingest": {"p50": human_duration(ingest[0]), "p95": human_duration(ingest[1]), "count": ingest[2]},
+        "drain_text": lazy(drain_text, str)(lag),  # words: in the language each rendering is in
+        "ingest": {"p50": seconds_text(ingest[0]), "p95": seconds_text(ingest[1]), "count": ingest[2]},
         "first_action": {
-            "p50": human_duration(first_action[0]), "p95": human_duration(first_action[1]), "count": first_action[2]
+            "p50": seconds_text(first_action[0]), "p95": seconds_text(first_action[1]), "count": first_action[2]
         },
+        "rules_enabled": AlertRule.objects.filter(enabled=True).exists(),
     }

@@ -7,7 +7,8 @@
   another thread and never calls a Kafka consumer. The consumer command serves it with
   prometheus_client's HTTP server (`--metrics-port`).
 - `DatabaseCollector` (web `/metrics` only) reads backlog, lag samples, heartbeats, open alerts,
-  per-minute flow and latency percentiles — one process answers for the whole system.
+  latency percentiles and the flow counters (counters.py: since the beginning, never going down
+  when old buckets are pruned) — one process answers for the whole system.
 """
 
 from __future__ import annotations
@@ -16,16 +17,19 @@ import math
 from datetime import timedelta
 
 from django.db.models import Count
+from django.db.models.functions import Substr
 from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from demands.models import RejectedMessage
+
 from . import heartbeat
 from .cluster import cluster_overview
-from .flow import floor_minute
+from .counters import flow_counters
 from .heartbeat import consumer_states
 from .lag import lag_overview
-from .metrics import flow_totals, latency_quantiles, latest_backlog, window_start
+from .metrics import latency_quantiles, latest_backlog, window_start
 from .models import Alert, AlertDelivery, FlowBucket, LagSample, LatencyBucket, MonitoringCursor
 
 
@@ -76,20 +80,7 @@ class DatabaseCollector:
             backlog.add_metric([status, priority], count)
         yield backlog
 
-        flow = GaugeMetricFamily(
-            "umsg_flow_last_minute", "Demands arrived / resolved / rejected in the last complete minute.", labels=["kind"]
-        )
-        last_minute = floor_minute(now) - timedelta(minutes=1)
-        counted = {kind: 0 for kind in FlowBucket.Kind.values}
-        for kind in counted:
-            rows = FlowBucket.objects.filter(kind=kind, minute=last_minute)
-            counted[kind] = sum(rows.values_list("count", flat=True))
-            flow.add_metric([kind], counted[kind])
-        yield flow
-        flow5 = GaugeMetricFamily("umsg_flow_5m", "Demands arrived / resolved / rejected in the last 5 minutes.", labels=["kind"])
-        for kind in FlowBucket.Kind.values:
-            flow5.add_metric([kind], sum(flow_totals(kind=kind, start=window_start(now, 5)).values()))
-        yield flow5
+        yield from flow_counter_metrics()
 
         for metric, name, minutes in (
             (LatencyBucket.Metric.INGEST, "umsg_ingest_latency_seconds", 5),
@@ -152,6 +143,52 @@ class DatabaseCollector:
         if tick is not None:
             last_tick.add_metric([], tick.updated_at.timestamp())
         yield last_tick
+
+
+# Bounded labels for rejection reasons (the stored reason names values: unbounded).
+REASON_CLASSES = (
+    ("message has no value", "tombstone"),
+    ("message is empty", "not_json"),
+    ("message is not valid json", "not_json"),
+    ("message must be a json object", "not_json"),
+    ("message is not valid utf-8", "encoding"),
+    ("message value must be", "encoding"),
+    ("message is longer", "too_large"),
+    ("message is ", "too_large"),  # "message is N bytes; the limit is …"
+    ("missing required field", "missing_field"),
+    ("field 'timestamp'", "invalid_timestamp"),
+    ("field '", "invalid_field"),
+)
+
+
+def reason_class(reason: str) -> str:
+    text = reason.lower()
+    return next((label for prefix, label in REASON_CLASSES if text.startswith(prefix)), "other")
+
+
+def flow_counter_metrics() -> list:
+    """Counters since the beginning (counters.py): Prometheus computes rates with rate()/increase()."""
+    totals = flow_counters()
+    families = []
+    for kind, name, help_text in (
+        (FlowBucket.Kind.ARRIVAL, "umsg_demands_received", "Demands stored, by type and source (re-deliveries not counted)."),
+        (FlowBucket.Kind.RESOLUTION, "umsg_demands_resolved", "Demands that entered resolved, rejected or duplicate, by type and source."),
+        (FlowBucket.Kind.REJECTION, "umsg_messages_rejected_by_source", "Messages rejected (dead-lettered), by type and source as far as known."),
+    ):
+        family = CounterMetricFamily(name, help_text, labels=["type", "source"])
+        for (type_, source), count in sorted(totals.get(kind, {}).items()):
+            family.add_metric([type_, source], count)
+        families.append(family)
+    by_reason = CounterMetricFamily("umsg_messages_rejected", "Messages rejected (stored as rejected messages), by class of reason.", labels=["reason"])
+    counts: dict[str, int] = {}
+    rows = RejectedMessage.objects.annotate(head=Substr("reason", 1, 40)).values("head").annotate(n=Count("id")).order_by()
+    for row in rows:
+        label = reason_class(row["head"] or "")
+        counts[label] = counts.get(label, 0) + row["n"]
+    for label, count in sorted(counts.items()):
+        by_reason.add_metric([label], count)
+    families.append(by_reason)
+    return families
 
 
 def cluster_metrics(cluster) -> list:

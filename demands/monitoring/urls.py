@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import rule_views, views
 
 app_name = "monitoring"
 
@@ -12,6 +12,10 @@ urlpatterns = [
     path("monitoring/alerts/<int:pk>/", views.alert_detail, name="alert"),
     path("monitoring/alerts/<int:pk>/acknowledge/", views.alert_acknowledge_view, name="alert-acknowledge"),
     path("monitoring/alerts/<int:pk>/silence/", views.alert_silence_view, name="alert-silence"),
+    path("monitoring/rules/", rule_views.rule_list, name="rules"),
+    path("monitoring/rules/new/", rule_views.rule_edit, name="rule-new"),
+    path("monitoring/rules/<int:pk>/", rule_views.rule_edit, name="rule"),
+    path("monitoring/rules/<int:pk>/toggle/", rule_views.rule_toggle, name="rule-toggle"),
     path("monitoring/silences/<int:pk>/expire/", views.silence_expire_view, name="silence-expire"),
     path("metrics", views.metrics_view, name="metrics"),
     path("healthz", views.healthz, name="healthz"),

@@ -2,8 +2,9 @@
 //
 // Frames come over the page's one socket (app.js), which hands the JSON ones over as
 // "umsg:monitoring" events:
-//   {"kind": "tick", "summary": html, "panels": html, "series": {...last hour...}}  every monitor tick
-//     (on pages other than /monitoring/, the summary alone)
+//   {"kind": "tick", "summary": html, "panels": html, "series": {...last hour...}}  every monitor tick,
+//     rendered in the reader's language (on pages other than /monitoring/, the summary alone);
+//     "panels" holds #monitor-top (verdict, stat cards) and #monitor-panels
 //   {"kind": "alert", "event": "firing|renotify|resolved", "severity", "title", "html"}
 // A tick after a reconnect repaints all. Text comes from Django's JavaScript catalog (jsi18n).
 (function () {
@@ -33,37 +34,107 @@
     return (value && value.trim()) || fallback;
   }
 
+  // One unit per chart, on its y axis and in its current value: counts per minute, demands,
+  // seconds (every latency), messages.
   function chartSpecs() {
+    var perMinute = gettext("/min"), seconds = gettext("s"), messages = gettext("msgs");
     return {
-      flow: { series: [
+      flow: { unit: perMinute, counts: true, series: [
         { label: gettext("Arrivals"), key: "arrivals", color: cssVar("--blue-fg", "#1d4ed8") },
         { label: gettext("Resolutions"), key: "resolutions", color: cssVar("--green-fg", "#166534") },
         { label: gettext("Rejections"), key: "rejections", color: cssVar("--red-fg", "#b42318") }
       ] },
-      backlog: { series: [
+      backlog: { unit: "", series: [
         { label: gettext("New"), get: function (s) { return s.backlog["new"]; }, color: cssVar("--blue-fg", "#1d4ed8") },
         { label: gettext("Triaged"), get: function (s) { return s.backlog.triaged; }, color: cssVar("--violet-fg", "#5b21b6") },
         { label: gettext("In progress"), get: function (s) { return s.backlog.in_progress; }, color: cssVar("--amber-fg", "#8a4b00") },
         { label: gettext("Urgent"), get: function (s) { return s.backlog.urgent; }, color: cssVar("--red-solid", "#d92d20"), dash: [4, 3] }
       ] },
-      ingest: { series: [
-        { label: "p50", key: "ingest_p50", color: cssVar("--blue-fg", "#1d4ed8") },
-        { label: "p95", key: "ingest_p95", color: cssVar("--orange-fg", "#9a3412") }
+      ingest: { unit: seconds, series: [
+        { label: gettext("p50"), key: "ingest_p50", color: cssVar("--blue-fg", "#1d4ed8") },
+        { label: gettext("p95"), key: "ingest_p95", color: cssVar("--orange-fg", "#9a3412") }
       ] },
-      first_action: { series: [
-        { label: "p50", key: "first_action_p50", color: cssVar("--green-fg", "#166534") },
-        { label: "p95", key: "first_action_p95", color: cssVar("--orange-fg", "#9a3412") }
+      first_action: { unit: seconds, series: [
+        { label: gettext("p50"), key: "first_action_p50", color: cssVar("--green-fg", "#166534") },
+        { label: gettext("p95"), key: "first_action_p95", color: cssVar("--orange-fg", "#9a3412") }
       ] },
-      lag: { series: [
+      lag: { unit: messages, series: [
         { label: gettext("Lag (messages)"), key: "lag", color: cssVar("--violet-fg", "#5b21b6") }
       ] }
     };
+  }
+
+  function pad(n) { return n < 10 ? "0" + n : String(n); }
+
+  // Local time, 24-hour clock; the date too when the view spans more than a day.
+  function timeLabel(ts, withDate) {
+    var d = new Date(ts * 1000);
+    var hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+    return withDate ? pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " + hm : hm;
+  }
+
+  function number(value) {
+    if (value === null || value === undefined) return "—";
+    var abs = Math.abs(value);
+    if (abs >= 10000) return Math.round(value).toLocaleString();
+    if (abs >= 10) return String(Math.round(value * 10) / 10);
+    return String(Math.round(value * 100) / 100);
+  }
+
+  function withUnit(value, unit) {
+    return unit ? number(value) + " " + unit : number(value);
   }
 
   function dataFor(spec, series) {
     var data = [series.t];
     spec.series.forEach(function (s) { data.push(s.get ? s.get(series) : series[s.key]); });
     return data;
+  }
+
+  // The first minute with something to show: the axis starts there, not at the range's start
+  // (a 7-day view of two hours of data was 99 % empty). Counts are 0 where nothing happened.
+  function zoomed(data, counts) {
+    var first = -1;
+    for (var i = 0; i < data[0].length && first < 0; i++) {
+      for (var k = 1; k < data.length; k++) {
+        var v = data[k][i];
+        if (v !== null && v !== undefined && (!counts || v !== 0)) { first = i; break; }
+      }
+    }
+    if (first < 0) first = Math.max(data[0].length - 60, 0);
+    first = Math.max(Math.min(first, data[0].length - 10), 0);
+    return data.map(function (column) { return column.slice(first); });
+  }
+
+  function lastValue(column) {
+    for (var i = column.length - 1; i >= 0; i--) if (column[i] !== null && column[i] !== undefined) return column[i];
+    return null;
+  }
+
+  function showCurrent(name, spec, data) {
+    var el = document.querySelector('#monitor-charts [data-now="' + name + '"]');
+    if (!el) return;
+    el.textContent = spec.series.map(function (s, i) {
+      return s.label + " " + withUnit(lastValue(data[i + 1]), spec.unit);
+    }).join(" · ");
+  }
+
+  // Shades periods without a consumer or with the broker unreachable (series.outages).
+  function outagePlugin() {
+    return { hooks: { drawClear: [function (u) {
+      var spans = (seriesCache && seriesCache.outages) || [];
+      if (!spans.length) return;
+      var ctx = u.ctx, top = u.bbox.top, height = u.bbox.height;
+      ctx.save();
+      spans.forEach(function (span) {
+        var x0 = Math.max(u.valToPos(span[0], "x", true), u.bbox.left);
+        var x1 = Math.min(u.valToPos(span[1], "x", true), u.bbox.left + u.bbox.width);
+        if (x1 <= x0) return;
+        ctx.fillStyle = span[2] === "broker" ? "rgba(217, 45, 32, 0.13)" : "rgba(138, 75, 0, 0.12)";
+        ctx.fillRect(x0, top, x1 - x0, height);
+      });
+      ctx.restore();
+    }] } };
   }
 
   function drawCharts(series) {
@@ -76,19 +147,37 @@
       var name = el.dataset.chart;
       var spec = specs[name];
       if (!spec) return;
-      var data = dataFor(spec, series);
-      if (charts[name]) { charts[name].setData(data); return; }
+      var data = zoomed(dataFor(spec, series), spec.counts);
+      showCurrent(name, spec, data);
+      var span = data[0].length ? data[0][data[0].length - 1] - data[0][0] : 0;
+      if (charts[name]) { charts[name].multiDay = span > 86400; charts[name].setData(data); return; }
       var axis = { stroke: text, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid, width: 1 } };
-      charts[name] = new window.uPlot({
+      var chart = null;
+      var xAxis = Object.assign({}, axis, {
+        values: function (u, splits) { return splits.map(function (ts) { return timeLabel(ts, chart && chart.multiDay); }); }
+      });
+      var yAxis = Object.assign({}, axis, {
+        size: 64, label: spec.unit || gettext("demands"), labelSize: 18,
+        values: function (u, splits) { return splits.map(function (v) { return number(v); }); }
+      });
+      chart = charts[name] = new window.uPlot({
         width: Math.max(el.clientWidth, 200),
         height: 180,
-        scales: { x: { time: true } },
-        axes: [axis, Object.assign({}, axis, { size: 50 })],
+        scales: { x: { time: true }, y: { range: function (u, min, max) {
+          // From 0; with no data (or only zeros) a 0–1 axis rather than ticks that all read "0".
+          return [Math.min(0, min || 0), max ? max * 1.1 : 1];
+        } } },
+        axes: [xAxis, yAxis],
         legend: { live: true },
-        series: [{}].concat(spec.series.map(function (s) {
-          return { label: s.label, stroke: s.color, width: 1.5, dash: s.dash, spanGaps: false, points: { show: false } };
+        plugins: [outagePlugin()],
+        series: [{ label: gettext("Time"), value: function (u, ts) { return ts === null ? "—" : timeLabel(ts, true); } }].concat(spec.series.map(function (s) {
+          return {
+            label: s.label, stroke: s.color, width: 1.5, dash: s.dash, spanGaps: false,  // uPlot shows points only where sparse
+            value: function (u, v) { return withUnit(v, spec.unit); }
+          };
         }))
       }, data, el);
+      chart.multiDay = span > 86400;  // (no redraw here: uPlot's first commit is still pending)
     });
   }
 
@@ -116,12 +205,15 @@
     if (frame.kind === "tick") {
       var slot = document.getElementById("monitor-summary");
       if (slot && frame.summary) slot.innerHTML = frame.summary;
-      var panels = document.getElementById("monitor-panels");
-      if (panels && frame.panels) {
+      if (frame.panels) {
+        // The verdict and stat cards (above the charts) and the panels (below), in the reader's language.
         var template = document.createElement("template");
         template.innerHTML = frame.panels.trim();
-        var fresh = template.content.getElementById("monitor-panels");
-        if (fresh) panels.replaceWith(fresh);
+        ["monitor-top", "monitor-panels"].forEach(function (id) {
+          var shown = document.getElementById(id);
+          var fresh = template.content.getElementById(id);
+          if (shown && fresh) shown.replaceWith(fresh);
+        });
       }
       refreshSeries(frame.series);
     } else if (frame.kind === "alert") {

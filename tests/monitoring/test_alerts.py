@@ -81,10 +81,10 @@ def test_drain_rule_fires_when_draining_takes_longer_than_its_threshold_and_reso
     assert open_alerts(rule) == {}
 
 
-def heartbeat(name, *, group="unified-msg", host="web-1", last_seen, started=None, stopped=None):
+def heartbeat(name, *, group="unified-msg", host="web-1", last_seen, started=None, stopped=None, assignment=()):
     return ConsumerHeartbeat.objects.create(
         name=name, hostname=host, pid=1, group=group, topics="demand-topic", started_at=started or last_seen - timedelta(hours=1),
-        last_seen_at=last_seen, stopped_at=stopped,
+        last_seen_at=last_seen, stopped_at=stopped, assignment=list(assignment),
     )
 
 
@@ -100,8 +100,10 @@ def test_heartbeat_rule_fires_when_no_consumer_of_the_group_is_alive(now):
 
 def test_heartbeat_rule_names_a_consumer_that_died_until_its_host_restarts_one(now):
     rule = make_rule(Kind.HEARTBEAT_MISSING, threshold=30)
-    heartbeat("web-1:10:unified-msg:1", last_seen=now - timedelta(minutes=5))
-    heartbeat("web-2:20:unified-msg:1", host="web-2", last_seen=now)
+    # web-1 held partition 0, which nobody has taken over yet (a dead consumer whose partitions
+    # live ones own is "replaced" and never alerted on: see test_verdict.py).
+    heartbeat("web-1:10:unified-msg:1", last_seen=now - timedelta(minutes=5), assignment=["demand-topic[0]"])
+    heartbeat("web-2:20:unified-msg:1", host="web-2", last_seen=now, assignment=["demand-topic[1]"])
     heartbeat("web-3:30:unified-msg:1", host="web-3", last_seen=now - timedelta(minutes=5), stopped=now - timedelta(minutes=5))
     evaluate_rules(now=now)
     assert set(open_alerts(rule)) == {"consumer:web-1:10:unified-msg:1"}  # web-3 signed off: not dead

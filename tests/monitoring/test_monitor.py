@@ -84,7 +84,8 @@ async def test_a_tick_pushes_the_summary_panels_and_last_hour_of_series_to_staff
     frame = json.loads(await comm.receive_from(timeout=3))
     assert frame["kind"] == "tick"
     assert "Backlog 1" in frame["summary"] and "1 urgent" in frame["summary"]
-    assert frame["panels"].lstrip().startswith('<div id="monitor-panels">')
+    # The verdict and stat cards (above the charts), then the panels (below them).
+    assert frame["panels"].lstrip().startswith('<div id="monitor-top">') and '<div id="monitor-panels">' in frame["panels"]
     assert len(frame["series"]["t"]) == 60 and frame["series"]["backlog"]["urgent"][-1] == 1
     await comm.disconnect()
 
