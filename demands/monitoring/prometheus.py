@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from . import heartbeat
+from .amqp import amqp_metrics
 from .cluster import cluster_overview
 from .flow import floor_minute
 from .heartbeat import consumer_states
@@ -146,6 +147,7 @@ class DatabaseCollector:
         yield outbox
 
         yield from cluster_metrics(cluster_overview(now=timezone.now()))
+        yield from amqp_metrics(now=now)
 
         tick = MonitoringCursor.objects.filter(name="tick").first()
         last_tick = GaugeMetricFamily("umsg_monitor_last_tick_timestamp_seconds", "When the monitor last ran (unix time).")

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from demands.intake.amqp import AmqpSource, amqp_max_failures, amqp_prefetch, amqp_queues, amqp_url
 from demands.intake.bridge import Bridge, BridgeFailed
+from demands.monitoring.amqp import BridgeHeartbeatWriter
 
 
 class Command(BaseCommand):
@@ -42,6 +43,7 @@ class Command(BaseCommand):
             drain_timeout=options["drain_timeout"],
             producer_config=producer_config,
             stats_file=options["stats_file"],
+            heartbeat=BridgeHeartbeatWriter(),  # the monitoring page's and the bridge_dead rule's view of it
         )
 
         def request_stop(signum, _frame):
