@@ -59,8 +59,7 @@ def run_forked(count: int, target: Callable[[int], None]) -> int:
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    previous = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
     logger.info("bridge: %d worker processes (pids %s)", count, ", ".join(map(str, children)))
     failed = False
     while children:
@@ -78,4 +77,6 @@ def run_forked(count: int, target: Callable[[int], None]) -> int:
         if not stopping:
             forward(signal.SIGTERM, None)
         failed = True
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
     return 1 if failed else 0
