@@ -110,3 +110,32 @@ def test_a_broker_that_is_not_there_is_recorded_as_unreachable(settings):
         sample_amqp(now=timezone.now(), inspector=QueueInspector(url=f"amqp://guest:guest@127.0.0.1:{port}/%2F", timeout=2))
     sample = AmqpQueueSample.objects.get(queue="demands")
     assert not sample.reachable and sample.error
+
+
+def test_bridge_amqp_with_two_processes_shares_the_queue_and_stops_cleanly(rabbitmq, new_topic, started, tmp_path):  # noqa: F811
+    import json
+    import sys
+
+    from .processes import ManagedProcess, child_env
+    from .test_amqp_bridge import Publisher, TopicReader, ids_in
+
+    topic, queue = new_topic(), f"x2-{uuid.uuid4().hex[:8]}"
+    bodies = [json.dumps(demand(i), ensure_ascii=False).encode() for i in range(400)]
+    Publisher(rabbitmq, queue, bodies).start().join(60)
+    env = child_env({"AMQP_URL": rabbitmq.url, "AMQP_QUEUES": queue, "AMQP_PREFETCH": "50", "LOG_LEVEL": "INFO"})
+    bridge = ManagedProcess([sys.executable, "manage.py", "bridge_amqp", "--topic", topic, "--processes", "2"],
+                            env=env, log_dir=tmp_path, name="bridge-x2")
+    started.append(bridge)
+    bridge.start()
+    wait_until(lambda: rabbitmq.queue_depth(queue)[1] == 2, 60, "two consumers on the queue")
+    reader = TopicReader(topic)
+    try:
+        reader.read_until(lambda records: len(ids_in(records)) >= len(bodies), timeout=60)
+    finally:
+        reader.close()
+    bridge.signal(__import__("signal").SIGTERM)
+    assert bridge.wait(60) == 0, bridge.log()
+    assert ids_in(reader.records) == {f"{i:06d}" for i in range(400)}
+    assert rabbitmq.queue_depth(queue) == (0, 0)  # every message acked, both consumers gone
+    log = bridge.log()
+    assert "2 worker processes" in log and log.count("bridge closed") == 2
