@@ -188,6 +188,14 @@ class AmqpUnreachable(RuntimeError):
     """The broker could not be asked at this sample (the samples say why)."""
 
 
+def prune_amqp(*, now: datetime) -> int:
+    """Queue samples older than 7 days and bridge heartbeats silent for a day go (like lag samples
+    and finished consumer heartbeats); run with the monitor's hourly prune."""
+    samples, _ = AmqpQueueSample.objects.filter(sampled_at__lt=now - timedelta(days=7)).delete()
+    beats, _ = BridgeHeartbeat.objects.filter(last_seen_at__lt=now - timedelta(days=1)).delete()
+    return samples + beats
+
+
 @dataclass(slots=True)
 class AmqpOverview:
     configured: bool

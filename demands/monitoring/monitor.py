@@ -32,7 +32,7 @@ from demands.kafka import OutageLog
 
 from . import conf, live
 from .alerts import evaluate_rules
-from .amqp import sample_amqp
+from .amqp import prune_amqp, sample_amqp
 from .cluster import record_cluster
 from .flow import prune, rollup_history, snapshot_backlog
 from .lag import LagReader, record_lag
@@ -117,6 +117,7 @@ class Monitor:
             step("deliveries", lambda: process_deliveries(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             step("prune", lambda: prune(now=now))
+            step("prune_amqp", lambda: prune_amqp(now=now))
             self._last_prune = now
         step("heartbeat", lambda: MonitoringCursor.objects.update_or_create(name="tick", defaults={"updated_at": now}))
         if self.broadcast:

@@ -173,3 +173,15 @@ def test_the_heartbeat_writer_reports_rates_from_the_forwarded_count_and_signs_o
     writer({**snapshot, "queues": {"demands": {"forwarded": 600, "acked": 600}}}, stopped=True)
     hb.refresh_from_db()
     assert hb.stopped_at is not None and hb.counters["demands"]["held"] == 0 and hb.source_state == "stopped"
+
+
+def test_old_queue_samples_and_long_silent_bridge_heartbeats_are_pruned(amqp):
+    from demands.monitoring.amqp import prune_amqp
+
+    sample_amqp(now=NOW - timedelta(days=8), inspector=inspector(demands={"ready": 1, "consumers": 0}))
+    sample_amqp(now=NOW, inspector=inspector(demands={"ready": 2, "consumers": 0}))
+    beat(now=NOW - timedelta(days=2), name="old")
+    beat(now=NOW, name="new")
+    assert prune_amqp(now=NOW) == 2
+    assert list(AmqpQueueSample.objects.values_list("ready", flat=True)) == [2]
+    assert list(BridgeHeartbeat.objects.values_list("name", flat=True)) == ["new"]
