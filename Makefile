@@ -30,8 +30,10 @@ services-kafka: venv
 stop:
 	services/down.sh
 
-## The dashboard with live demo data on http://127.0.0.1:8000/ (SQLite, local Kafka, one process).
+## The dashboard with live demo data on http://127.0.0.1:8000/ (SQLite, local Kafka, one process);
+## RUN_ARGS=--amqp (or AMQP_URL set) also starts RabbitMQ and embeds the bridge.
 run: services-kafka
+	@if [ -n "$$AMQP_URL" ] || echo " $(RUN_ARGS) " | grep -q -- ' --amqp '; then services/up.sh rabbitmq; fi
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py demo_user
 	$(PY) manage.py run_dashboard $(RUN_ARGS)

@@ -1,7 +1,7 @@
 """RabbitMQ → Kafka through `manage.py bridge_amqp`, against producing to Kafka directly.
 
     services/up.sh kafka rabbitmq
-    .venv/bin/python -m bench.amqp_bridge [--messages 100000] [--prefetch 500,2000] [--linger-ms 5,20]
+    .venv/bin/python -m bench.amqp_bridge [--messages 100000] [--prefetch 500,2000] [--linger-ms 5,20] [--processes 1,2,3]
 
 Each row forwards the same reference-format demands (~200 bytes) to a fresh topic:
 
@@ -198,26 +198,45 @@ def delete_queue(url: str, queue: str) -> None:
 
 # -- the bridge -----------------------------------------------------------------------------------
 class BridgeProcess:
-    def __init__(self, *, url: str, queue: str, topic: str, prefetch: int, linger_ms: float, log_path: Path):
+    def __init__(self, *, url: str, queue: str, topic: str, prefetch: int, linger_ms: float, log_path: Path, processes: int = 1):
         args = [sys.executable, "manage.py", "bridge_amqp", "--url", url, "--queues", queue, "--topic", topic,
-                "--prefetch", str(prefetch), "--linger-ms", str(linger_ms), "--stats-interval", "5"]
+                "--prefetch", str(prefetch), "--linger-ms", str(linger_ms), "--stats-interval", "5",
+                "--processes", str(processes)]
         self.log_path = log_path
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "LOG_LEVEL": "INFO"}
         with open(log_path, "w") as out:
             self.proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
 
+    def pids(self) -> list[int]:
+        """The bridge and its worker processes (--processes N forks them)."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                return [self.proc.pid] + [int(pid) for pid in f.read().split()]
+        except OSError:
+            return [self.proc.pid]
+
     def cpu_seconds(self) -> float:
-        with open(f"/proc/{self.proc.pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        total = 0.0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return total
 
     def peak_rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        return float("nan")
+        """Peak RSS (VmHWM) summed over the bridge's processes (pages shared after fork count twice)."""
+        total = 0.0
+        for pid in self.pids():
+            try:
+                with open(f"/proc/{pid}/status") as f:
+                    total += next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+            except (OSError, StopIteration):
+                continue
+        return total
 
     def stop(self) -> int:
         if self.proc.poll() is None:
@@ -237,7 +256,8 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
-def bridge_run(url: str, payloads: list[bytes], *, prefetch: int, linger_ms: float, live: bool, log_dir: Path) -> dict:
+def bridge_run(url: str, payloads: list[bytes], *, prefetch: int, linger_ms: float, live: bool, log_dir: Path,
+               processes: int = 1) -> dict:
     topic, queue = new_topic(), f"bench-{uuid.uuid4().hex[:8]}"
     marks = Watermarks(topic)
     bridge = None
@@ -247,11 +267,11 @@ def bridge_run(url: str, payloads: list[bytes], *, prefetch: int, linger_ms: flo
             publish_s = publisher.run()
         else:
             ConfirmedPublisher(url, queue, []).run()  # declares the queue
-        bridge = BridgeProcess(url=url, queue=queue, topic=topic, prefetch=prefetch, linger_ms=linger_ms,
-                               log_path=log_dir / f"bridge-{'live' if live else 'drain'}-{prefetch}-{linger_ms:g}.log")
+        bridge = BridgeProcess(url=url, queue=queue, topic=topic, prefetch=prefetch, linger_ms=linger_ms, processes=processes,
+                               log_path=log_dir / f"bridge-{'live' if live else 'drain'}-{prefetch}-{linger_ms:g}-x{processes}.log")
         n = len(payloads)
         if live:
-            wait_for(lambda: queue_state(url, queue)[1] == 1, 60, "bridge consuming", interval=0.1)
+            wait_for(lambda: queue_state(url, queue)[1] == processes, 60, "bridge consuming", interval=0.1)
             thread = threading.Thread(target=publisher.run, daemon=True)
             started, cpu0 = time.perf_counter(), bridge.cpu_seconds()
             thread.start()
@@ -262,6 +282,7 @@ def bridge_run(url: str, payloads: list[bytes], *, prefetch: int, linger_ms: flo
         else:
             wait_for(lambda: marks.total() > 0, 60, "first record in Kafka", interval=0.005)
             started, cpu0 = time.perf_counter(), bridge.cpu_seconds()
+            # With N processes, the others may still be connecting: their start-up is in the time.
             wait_for(lambda: marks.total() >= n, 600, "all records in Kafka")
             elapsed = time.perf_counter() - started
         wait_for(lambda: queue_state(url, queue)[0] == 0, 60, "queue empty", interval=0.1)
@@ -289,6 +310,7 @@ def main():
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--prefetch", default="500", help="comma-separated prefetch values for the bridge")
     parser.add_argument("--linger-ms", default="5", help="comma-separated linger.ms values (bridge and direct)")
+    parser.add_argument("--processes", default="1", help="comma-separated bridge_amqp --processes values")
     parser.add_argument("--url", default=os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F"))
     parser.add_argument("--repeat", type=int, default=3, help="runs of each configuration (medians are shown)")
     parser.add_argument("--no-live", action="store_true", help="skip the end-to-end run with a concurrent publisher")
@@ -297,6 +319,7 @@ def main():
     run = uuid.uuid4().hex[:6]
     payloads = bodies(args.messages, run)
     prefetches = [int(p) for p in args.prefetch.split(",")]
+    process_counts = [int(p) for p in args.processes.split(",")]
     lingers = [float(v) for v in args.linger_ms.split(",")]
     log_dir = Path(args.log_dir)
     # The machine may be shared: each configuration runs `repeat` times, interleaved with its
@@ -316,12 +339,14 @@ def main():
             direct = args.messages / seconds
             record(f"kafka direct (produce_demand, acks=all), linger {linger:g} ms", rate=direct, ratio=1.0,
                    cpu_us=cpu / args.messages * 1e6, rss=None, publish_rate=None)
-            for prefetch in prefetches:
-                for live in ([False] if args.no_live else [False, True]):
+            for prefetch, processes, live in [(p, n, live) for p in prefetches for n in process_counts
+                                              for live in ([False] if args.no_live else [False, True])]:
                     kind = "live" if live else "drain"
-                    log(f"[{repetition + 1}/{args.repeat}] bridge {kind}, prefetch {prefetch}, linger.ms={linger:g}")
-                    result = bridge_run(args.url, payloads, prefetch=prefetch, linger_ms=linger, live=live, log_dir=log_dir)
-                    record(f"bridge {kind}, prefetch {prefetch}, linger {linger:g} ms", rate=result["rate"],
+                    what = f"bridge ×{processes} {kind}, prefetch {prefetch}, linger {linger:g} ms"
+                    log(f"[{repetition + 1}/{args.repeat}] {what}")
+                    result = bridge_run(args.url, payloads, prefetch=prefetch, linger_ms=linger, live=live, log_dir=log_dir,
+                                        processes=processes)
+                    record(what, rate=result["rate"],
                            ratio=result["rate"] / direct, cpu_us=result["cpu_us"], rss=result["rss"],
                            publish_rate=result["publish_rate"])
     load = open("/proc/loadavg").read().split()[:3]

@@ -292,3 +292,5 @@ class UserPreference(models.Model):
 from .monitoring.models import *  # noqa: E402,F401,F403
 # Sources without Kafka clients and the dead-letter queue: SourceApiKey, RejectedMessage.
 from .intake.models import *  # noqa: E402,F401,F403
+# RabbitMQ sources as monitoring sees them: bridge heartbeats, queue samples.
+from .monitoring.amqp_samples import *  # noqa: E402,F401,F403

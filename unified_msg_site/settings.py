@@ -266,6 +266,7 @@ LOGGING = {
 
 # --- RabbitMQ sources (manage.py bridge_amqp; docs/amqp.md) ---------------------------------------
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+AMQP_CONFIGURED = bool(os.environ.get("AMQP_URL"))  # monitoring samples RabbitMQ only then (or run_dashboard --amqp)
 AMQP_QUEUES = env_list("AMQP_QUEUES", "demands")
 AMQP_PREFETCH = int(os.environ.get("AMQP_PREFETCH", "500"))
 AMQP_MAX_FAILURES = int(os.environ.get("AMQP_MAX_FAILURES", "10"))

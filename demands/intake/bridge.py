@@ -33,7 +33,14 @@ How the process behaves in production:
   records in flight, ack the confirmed ones, close the source (it re-delivers the rest), return.
 - Logging: one line per connection state change (connected, lost, back again — not one per failed
   attempt), and a throughput line every `stats_interval` seconds. `bridge_stats()` returns the
-  counters of every bridge running in this process, for monitoring.
+  counters of every bridge running in this process; `heartbeat` (bridge_amqp passes
+  monitoring's BridgeHeartbeatWriter) is handed them every few seconds and once at the end.
+
+A second source kind is one module beside `amqp.py`, not a fork of this one: a RocketMQ source
+would implement `Source` (relay.py) with its client — `stream` one message queue of its consumer,
+`tag` the queue offset, `ack(multiple=True)` committing the consume offset up to it, `nack()`
+sending the message back for a retry, `depth()` from the consumer group's stats — plus a command
+of a few lines like bridge_amqp.py; every Kafka-side promise here comes with it.
 """
 
 from __future__ import annotations
@@ -48,18 +55,17 @@ from functools import partial
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from demands.kafka import ensure_topics, make_producer
+from demands.pipeline.retry import sleep_unless_stopped
 
 logger = logging.getLogger(__name__)
 
-# Re-exported: the bridge's public names, wherever they live.
-from .relay import (  # noqa: F401
+from .relay import (  # noqa: F401  (re-exported: the bridge's public names, wherever they live)
     StatsFile, bridge_stats, backoff, SourceMessage, SourceUnavailable, Source, BridgeFailed, AckTracker,
-    record_key, header_value, BridgeStats, BACKOFF_START, BACKOFF_CAP, QUEUE_COUNTERS, running_bridges,
-)
+    record_key, header_value, BridgeStats, BACKOFF_START, BACKOFF_CAP, QUEUE_COUNTERS, running_bridges, BridgeReporting)
 
 
 # -- the bridge ----------------------------------------------------------------------------------
-class Bridge:
+class Bridge(BridgeReporting):
     """Forwards a `Source` into a Kafka topic, acking the source only after Kafka confirmed.
 
     Single-threaded: the source client (pika is not thread-safe) and the producer's delivery
@@ -79,6 +85,7 @@ class Bridge:
         producer_factory: Callable[..., Producer] = make_producer,
         create_topic: bool = True,
         stats_file: str | None = None,
+        heartbeat: Callable[..., None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] | None = None,
     ):
@@ -98,6 +105,7 @@ class Bridge:
         self.producer_factory = producer_factory
         self.create_topic = create_topic
         self.stats_file = StatsFile(stats_file) if stats_file else None
+        self.heartbeat, self._next_beat = heartbeat, float("-inf")  # heartbeat(snapshot, stopped=bool), every 5 s
         self.clock = clock
         self._sleep_fn = sleep
         self.tracker = AckTracker()
@@ -121,16 +129,11 @@ class Bridge:
         return self._stop.is_set()
 
     def _sleep(self, seconds: float) -> None:
-        """Back-off that a stop cuts short (short sleeps and a lock-free is_set(), as ConsumeLoop)."""
+        """Back-off that a stop cuts short (retry.sleep_unless_stopped, as ConsumeLoop's)."""
         if self._sleep_fn is not None:
             self._sleep_fn(seconds)
-            return
-        deadline = time.monotonic() + seconds
-        while not self.stopping:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(remaining, 0.1))
+        else:
+            sleep_unless_stopped(seconds, lambda: self.stopping)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:
@@ -368,30 +371,8 @@ class Bridge:
         self.stats.source_state = "stopped"
         if self.stats_file is not None:
             self.stats_file.write(self.stats.snapshot(), force=True)
+        self._beat(stopped=True)
         running_bridges.discard(self)
         totals = {counter: self.stats.total(counter) for counter in QUEUE_COUNTERS}
         logger.info("bridge closed: %(received)d received, %(forwarded)d forwarded, %(acked)d acked, "
                     "%(failed)d failed, %(nacked)d nacked", totals)
-
-    # -- reporting -------------------------------------------------------------------------------
-    def _report(self) -> None:
-        now = self.clock()
-        if self.stats_file is not None:
-            self.stats_file.write(self.stats.snapshot())
-        if now - self._last_stats < self.stats_interval:
-            return
-        elapsed = now - self._last_stats
-        depth = ""
-        if self.source.connected:
-            try:
-                self.stats.depth = self.source.depth()
-                depth = "; queue depth " + ", ".join(f"{q}={d['messages']}" for q, d in self.stats.depth.items())
-            except SourceUnavailable:
-                pass  # noticed by the next poll
-        logger.info(
-            "throughput: %.1f msgs/s forwarded, %d acked, %d failed in the last %.0fs; %d in flight%s",
-            self._window["forwarded"] / elapsed, self._window["acked"], self._window["failed"], elapsed,
-            self._in_flight, depth,
-        )
-        self._window = dict.fromkeys(self._window, 0)
-        self._last_stats = now

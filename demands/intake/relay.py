@@ -1,8 +1,8 @@
 """What a bridge relays, apart from the relaying: the message a source hands over (`SourceMessage`,
 the `Source` protocol a second source kind implements beside `amqp.py`), the confirm-then-ack
 bookkeeping (`AckTracker`: a message is acked only once Kafka confirmed it and every earlier one
-on its channel), the Kafka record's key and headers, and the per-queue counters monitoring reads
-(`bridge_stats`).
+on its channel), the Kafka record's key and headers, the per-queue counters monitoring reads
+(`bridge_stats`), and the bridge's periodic reporting (`BridgeReporting`).
 """
 
 from __future__ import annotations
@@ -167,6 +167,13 @@ class AckTracker:
     def forget_all_but(self, keep: Hashable | None) -> int:
         return sum(self.forget(stream) for stream in [s for s in self._streams if s != keep])
 
+    def pending_by_queue(self) -> dict[str, int]:
+        held: dict[str, int] = {}
+        for _order, states in self._streams.values():
+            for _state, queue in states.values():
+                held[queue] = held.get(queue, 0) + 1
+        return held
+
     def pending(self) -> int:
         return sum(len(order) for order, _ in self._streams.values())
 
@@ -280,3 +287,41 @@ class StatsFile:
             os.replace(tmp, self.path)
         except OSError as exc:
             logger.warning("could not write %s: %s", self.path, exc)
+
+
+class BridgeReporting:
+    """The Bridge's reporting, every loop turn (bridge.py): the stats file, the heartbeat hook
+    every 5 s, a throughput line (with the queues' depth) every `stats_interval` seconds."""
+
+    def _report(self) -> None:
+        now = self.clock()
+        if self.stats_file is not None:
+            self.stats_file.write(self.stats.snapshot())
+        if now >= self._next_beat:
+            self._next_beat = now + 5.0
+            self._beat(stopped=False)
+        if now - self._last_stats < self.stats_interval:
+            return
+        elapsed = now - self._last_stats
+        depth = ""
+        if self.source.connected:
+            try:
+                self.stats.depth = self.source.depth()
+                depth = "; queue depth " + ", ".join(f"{q}={d['messages']}" for q, d in self.stats.depth.items())
+            except SourceUnavailable:
+                pass  # noticed by the next poll
+        logger.info(
+            "throughput: %.1f msgs/s forwarded, %d acked, %d failed in the last %.0fs; %d in flight%s",
+            self._window["forwarded"] / elapsed, self._window["acked"], self._window["failed"], elapsed,
+            self._in_flight, depth,
+        )
+        self._window = dict.fromkeys(self._window, 0)
+        self._last_stats = now
+
+    def _beat(self, *, stopped: bool) -> None:
+        """Hand the counters, and what each queue has in hand unacked, to the heartbeat hook."""
+        if self.heartbeat is not None:
+            held = self.tracker.pending_by_queue()
+            for message in self._waiting:
+                held[message.queue] = held.get(message.queue, 0) + 1
+            self.heartbeat({**self.stats.snapshot(), "held": held}, stopped=stopped)

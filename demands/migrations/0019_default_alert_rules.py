@@ -40,7 +40,7 @@ def remove_default_rules(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("demands", "0016_notification_kind"),
+        ("demands", "0017_amqp_samples"),
     ]
 
     operations = [

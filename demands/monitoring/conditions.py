@@ -10,7 +10,7 @@ from django.conf import settings
 
 from demands.models import Demand, Priority
 
-from . import conf
+from . import amqp, conf
 from .cluster import cluster_overview
 from .flow import OPEN_STATUSES
 from .heartbeat import consumer_states
@@ -206,6 +206,17 @@ def cluster_degraded(rule: AlertRule, ctx: Context) -> dict[str, Finding] | None
     return findings
 
 
+def amqp_depth_growing(rule: AlertRule, ctx: Context) -> dict[str, Finding] | None:
+    """A RabbitMQ queue's depth above threshold and rising over the window (monitoring/amqp.py)."""
+    found = amqp.depth_growing(rule, now=ctx.now)
+    return None if found is None else {key: Finding(**fields) for key, fields in found.items()}
+
+
+def amqp_bridge_dead(rule: AlertRule, ctx: Context) -> dict[str, Finding]:
+    """A configured RabbitMQ queue that no bridge with a fresh heartbeat reads (monitoring/amqp.py)."""
+    return {key: Finding(**fields) for key, fields in amqp.bridge_dead(rule, now=ctx.now).items()}
+
+
 CONDITIONS = {
     Kind.CONSUMER_LAG: consumer_lag,
     Kind.TIME_TO_DRAIN: time_to_drain,
@@ -214,6 +225,8 @@ CONDITIONS = {
     Kind.ARRIVAL_SPIKE: arrival_spike,
     Kind.REJECTION_RATIO: rejection_ratio,
     Kind.CLUSTER_DEGRADED: cluster_degraded,
+    Kind.AMQP_DEPTH_GROWING: amqp_depth_growing,
+    Kind.AMQP_BRIDGE_DEAD: amqp_bridge_dead,
 }
 
 

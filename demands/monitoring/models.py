@@ -153,6 +153,8 @@ class AlertRule(models.Model):
         ARRIVAL_SPIKE = "arrival_spike", _("More than threshold arrivals in window minutes (spike)")
         REJECTION_RATIO = "rejection_ratio", _("Rejected share of messages above threshold (0–1) in window minutes")
         CLUSTER_DEGRADED = "cluster_degraded", _("Kafka cluster: more than threshold partitions under-replicated or offline, or unreachable")
+        AMQP_DEPTH_GROWING = "amqp_depth_growing", _("RabbitMQ queue depth above threshold and rising over window minutes")
+        AMQP_BRIDGE_DEAD = "amqp_bridge_dead", _("RabbitMQ queue without a live bridge heartbeat for threshold seconds")
 
     class Severity(models.TextChoices):
         INFO = "info", _("Info")

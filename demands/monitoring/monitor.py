@@ -2,9 +2,10 @@
 
 A tick rolls up new history events (resolutions, time to first action), snapshots the backlog,
 samples consumer lag and the cluster's state from the broker (through the probe child, so a
-librdkafka crash there costs one sample, never this process), evaluates the alert rules, sends due notifications, prunes
-old buckets now and then, and pushes the summary and charts to browsers (rendered once in each
-language read, see `_broadcast`). Each step stands alone:
+librdkafka crash there costs one sample, never this process), RabbitMQ's queues when configured
+(amqp.py), evaluates the alert rules, sends due notifications, prunes old buckets now and then,
+and pushes the summary and charts to browsers (rendered once in each language read, see
+`_broadcast`). Each step stands alone:
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
 Running two monitors is safe — roll-ups and rule evaluations lock their rows, deliveries are
 claimed — so the embedded one and a separate `evaluate_alerts` may overlap during a deploy.
@@ -32,6 +33,7 @@ from demands.kafka import OutageLog
 
 from . import conf, live
 from .alerts import evaluate_rules
+from .amqp import prune_amqp, sample_amqp
 from .cluster import record_cluster
 from .flow import prune, rollup_history, snapshot_backlog
 from .lag import LagReader, record_lag
@@ -64,6 +66,7 @@ class Monitor:
         sample_lag: bool = True,
         broadcast: bool = True,
         interval: float | None = None,
+        amqp_inspector=None,
     ):
         self.clock = clock
         self.lag_reader = lag_reader if lag_reader is not None else (LagReader() if sample_lag else None)
@@ -71,6 +74,8 @@ class Monitor:
         self.interval = interval if interval is not None else conf.get("MONITORING_TICK_SECONDS")
         self._last_prune: datetime | None = None
         self._broker_log = OutageLog(logger, "Kafka, for the monitor's lag and cluster sample")
+        self.amqp_inspector = amqp_inspector  # None: monitoring/amqp.QueueInspector (pika)
+        self._amqp_log = OutageLog(logger, "RabbitMQ, for the monitor's queue sample")
 
     def lag_targets(self, now: datetime) -> dict[str, list[str]]:
         """Groups to sample: the configured one, and every group a consumer reported in the last hour."""
@@ -102,11 +107,18 @@ class Monitor:
             except Exception as exc:
                 self._broker_log.failed(repr(exc))
                 result.errors["lag"] = repr(exc)
+        try:  # RabbitMQ sources (nothing when AMQP_URL is unset); an outage is recorded, never fatal
+            result.steps["amqp"] = sample_amqp(now=now, inspector=self.amqp_inspector)
+            self._amqp_log.ok()
+        except Exception as exc:
+            self._amqp_log.failed(repr(exc))
+            result.errors["amqp"] = repr(exc)
         step("alerts", lambda: evaluate_rules(now=now))
         if deliver:
             step("deliveries", lambda: process_deliveries(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             step("prune", lambda: prune(now=now))
+            step("prune_amqp", lambda: prune_amqp(now=now))
             self._last_prune = now
         step("heartbeat", lambda: MonitoringCursor.objects.update_or_create(name="tick", defaults={"updated_at": now}))
         if self.broadcast:

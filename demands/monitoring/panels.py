@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.utils.functional import lazy
 
+from .amqp import amqp_overview
 from .cluster import cluster_overview
 from .heartbeat import consumer_states
 from .lag import lag_overview
@@ -26,6 +27,7 @@ def panels_context(*, now) -> dict:
         "now": now,
         "lag": lag,
         "cluster": cluster_overview(now=now),
+        "amqp": amqp_overview(now=now),
         "group": settings.KAFKA_CONSUMER_GROUP,
         "consumers": consumer_states(now=now),
         "backlog": backlog_matrix(latest_backlog(now=now)),

@@ -25,6 +25,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from demands.models import RejectedMessage
 
 from . import heartbeat
+from .amqp import amqp_metrics
 from .cluster import cluster_overview
 from .counters import flow_counters
 from .heartbeat import consumer_states
@@ -137,6 +138,7 @@ class DatabaseCollector:
         yield outbox
 
         yield from cluster_metrics(cluster_overview(now=timezone.now()))
+        yield from amqp_metrics(now=now)
 
         tick = MonitoringCursor.objects.filter(name="tick").first()
         last_tick = GaugeMetricFamily("umsg_monitor_last_tick_timestamp_seconds", "When the monitor last ran (unix time).")

@@ -58,7 +58,7 @@ from .parse import ParsedBatch, current_rules, parse_batch, record_from
 from .persist import BatchResult, forget_session_state, persist_batch
 from .readahead import ReadAhead
 from .rebalance import PartitionOwnership
-from .retry import ConsumerFailed, RetryBudget
+from .retry import ConsumerFailed, RetryBudget, sleep_unless_stopped
 from .snapshot import LoopSnapshot, position_lags
 from .stats import LoopStats
 
@@ -154,15 +154,8 @@ class ConsumeLoop:
         return self._snapshot
 
     def _sleep(self, seconds: float) -> None:
-        """Back-off that a stop request cuts short. Not Event.wait(): that holds the event's lock
-        for a moment, and SIGTERM's handler (stop() → Event.set(), same thread) landing in that
-        moment would wait for the lock forever. Short sleeps and a lock-free is_set() cannot."""
-        deadline = time.monotonic() + seconds
-        while not self.stopping:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return
-            time.sleep(min(remaining, 0.1))
+        """Back-off that a stop request cuts short (retry.sleep_unless_stopped)."""
+        sleep_unless_stopped(seconds, lambda: self.stopping)
 
     # -- the loop --------------------------------------------------------------------------------
     def run(self) -> None:

@@ -11,6 +11,8 @@ budget (CONSUMER_MAX_FAILURES) rides out a database outage of about a minute.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +42,16 @@ class RetryBudget:
             "batch failed (%d/%d), retrying in %.1fs without committing: %r", self.failures, self.max_failures, delay, exc
         )
         return delay
+
+
+def sleep_unless_stopped(seconds: float, stopping: Callable[[], bool]) -> None:
+    """Back-off that a stop request cuts short (the consume loop's and the bridge's). Not
+    Event.wait(): that holds the event's lock for a moment, and SIGTERM's handler (stop() →
+    Event.set(), same thread) landing in that moment would wait for the lock forever. Short
+    sleeps and a lock-free is_set() cannot."""
+    deadline = time.monotonic() + seconds
+    while not stopping():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return
+        time.sleep(min(remaining, 0.1))

@@ -449,3 +449,23 @@ def test_stats_file_is_a_heartbeat(source, tmp_path):
 def test_urls_are_logged_without_password():
     assert redacted("amqp://guest:secret@rabbit:5672/%2F") == "amqp://guest:***@rabbit:5672/%2F"
     assert redacted("amqp://rabbit/%2F") == "amqp://rabbit/%2F"
+
+
+def test_the_heartbeat_hook_gets_what_each_queue_holds_unacked_and_a_last_beat_on_close():
+    source = FakeSource(queues=("demands", "alerts"))
+    beats = []
+    clock = [0.0]
+    bridge = make_bridge(source, heartbeat=lambda snapshot, stopped: beats.append((snapshot, stopped)), clock=lambda: clock[0])
+    turn(bridge)  # connects
+    source.send(body(1), body(2), queue="demands")
+    source.send(body(3), queue="alerts")
+    turn(bridge)
+    bridge.producers[0].confirm(0)
+    clock[0] = 6.0  # the next beat is due after 5 s
+    turn(bridge)
+    snapshot, stopped = beats[-1]
+    assert not stopped
+    assert snapshot["held"] == {"demands": 1, "alerts": 1}  # tag 1 acked; 2 and 3 wait for Kafka
+    assert snapshot["queues"]["demands"]["forwarded"] == 1
+    bridge.close()
+    assert beats[-1][1] is True

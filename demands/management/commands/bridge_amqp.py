@@ -3,8 +3,10 @@ import signal
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from demands.intake.amqp import AmqpSource, amqp_max_failures, amqp_prefetch, amqp_queues, amqp_url
+from demands.intake.amqp import AmqpSource, amqp_max_failures, amqp_prefetch, amqp_queues, amqp_url, setting
 from demands.intake.bridge import Bridge, BridgeFailed
+from demands.intake.workers import run_forked
+from demands.monitoring.amqp import BridgeHeartbeatWriter
 
 
 class Command(BaseCommand):
@@ -24,6 +26,8 @@ class Command(BaseCommand):
         parser.add_argument("--drain-timeout", type=float, default=30.0, help="seconds a stop waits for Kafka to confirm what is in flight")
         parser.add_argument("--stats-interval", type=float, default=30.0, help="seconds between throughput lines")
         parser.add_argument("--stats-file", default=None, help="write the counters as JSON here every 5 s (heartbeat)")
+        parser.add_argument("--processes", type=int, default=None,
+                            help="bridge processes on the same queues (AMQP_PROCESSES, 1); each has its own channel and prefetch")
 
     def handle(self, *args, **options):
         queues = amqp_queues() if options["queues"] is None else [q.strip() for q in options["queues"].split(",") if q.strip()]
@@ -32,6 +36,19 @@ class Command(BaseCommand):
         prefetch = options["prefetch"] or amqp_prefetch()
         if prefetch < 1:
             raise CommandError("--prefetch must be ≥ 1")
+        processes = options["processes"] or setting("AMQP_PROCESSES", 1)
+        if processes < 1:
+            raise CommandError("--processes must be ≥ 1")
+        if processes > 1:
+            stats_file = options["stats_file"]
+            code = run_forked(processes, lambda n: self._bridge(options, queues, prefetch,
+                                                                 f"{stats_file}.{n}" if stats_file else None))
+            if code:
+                raise CommandError("a bridge worker failed (see above); all stopped")
+            return
+        self._bridge(options, queues, prefetch, options["stats_file"])
+
+    def _bridge(self, options, queues, prefetch, stats_file):
         source = AmqpSource(url=options["url"] or amqp_url(), queues=queues, prefetch=prefetch)
         producer_config = {} if options["linger_ms"] is None else {"linger.ms": options["linger_ms"]}
         bridge = Bridge(
@@ -41,7 +58,8 @@ class Command(BaseCommand):
             stats_interval=options["stats_interval"],
             drain_timeout=options["drain_timeout"],
             producer_config=producer_config,
-            stats_file=options["stats_file"],
+            stats_file=stats_file,
+            heartbeat=BridgeHeartbeatWriter(),  # the monitoring page's and the bridge_dead rule's view of it
         )
 
         def request_stop(signum, _frame):

@@ -4,15 +4,24 @@ One process means the in-memory channel layer reaches every browser, so `make ru
 daphne implements no ASGI lifespan, so the consume loop is started here, in a thread, before
 daphne's server takes the main thread (and its signal handlers). Production runs daphne and
 `consume_demands` as separate processes with REDIS_URL set instead.
+
+With `--amqp` (or AMQP_URL set in the environment) the RabbitMQ bridge runs here too, in a thread
+that restarts it like the consumer's, and the demo producer sends a share of its demands
+(`--demo-amqp-share`, a third by default) to the first queue of AMQP_QUEUES instead of Kafka, so
+the demand pages show "RabbitMQ queue …, then Kafka". Production runs `bridge_amqp` on its own.
 """
 
+import json
 import logging
+import os
 import random
 import signal
 import threading
+import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
 from demands.demo import demo_demand
 from demands.kafka import ensure_topics, make_producer, produce_demand
@@ -31,6 +40,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-demo", action="store_true", help="do not produce demo demands")
         parser.add_argument("--demo-rate", type=float, default=0.5, help="demo demands per second")
         parser.add_argument("--no-monitor", action="store_true", help="do not evaluate alerts here; run evaluate_alerts separately")
+        parser.add_argument("--amqp", action="store_true", help="run the RabbitMQ bridge here too (default when AMQP_URL is set)")
+        parser.add_argument("--no-amqp", action="store_true", help="no bridge here even when AMQP_URL is set")
+        parser.add_argument("--demo-amqp-share", type=float, default=1 / 3, help="share of demo demands sent through RabbitMQ with the bridge")
 
     def handle(self, *args, **options):
         # Import here: daphne installs Twisted's asyncio reactor on import.
@@ -49,8 +61,13 @@ class Command(BaseCommand):
         loop_holder: dict = {}
         if not options["no_consumer"]:
             threads.append(threading.Thread(target=self._consume, args=(stop, loop_holder), name="consumer", daemon=True))
+        amqp = embed_amqp(options, os.environ)
+        if amqp:  # the monitor samples RabbitMQ, the bridge thread forwards it
+            settings.AMQP_CONFIGURED = True
+            threads.append(threading.Thread(target=self._bridge, args=(stop, loop_holder), name="bridge-amqp", daemon=True))
         if not options["no_demo"] and options["demo_rate"] > 0:
-            threads.append(threading.Thread(target=self._demo, args=(stop, options["demo_rate"]), name="demo-producer", daemon=True))
+            share = options["demo_amqp_share"] if amqp else 0.0
+            threads.append(threading.Thread(target=self._demo, args=(stop, options["demo_rate"], share), name="demo-producer", daemon=True))
         if not options["no_monitor"]:  # monitoring: lag samples, roll-ups and alert rules (demands/monitoring/monitor.py)
             from demands.monitoring.monitor import Monitor
 
@@ -77,8 +94,9 @@ class Command(BaseCommand):
                 raise CommandError(f"could not listen on {options['host']}:{options['port']} (in use, or not allowed)")
         finally:
             stop.set()
-            if "loop" in loop_holder:
-                loop_holder["loop"].stop()
+            for running in ("loop", "bridge"):
+                if running in loop_holder:
+                    loop_holder[running].stop()
             for thread in threads:
                 thread.join(timeout=15)
 
@@ -94,15 +112,37 @@ class Command(BaseCommand):
                 logger.exception("consume loop failed; restarting in 5 s")
                 stop.wait(5)
 
-    def _demo(self, stop: threading.Event, rate: float) -> None:
+    def _bridge(self, stop: threading.Event, holder: dict) -> None:
+        """Run the RabbitMQ bridge; when it gives up (broker gone for long), start it again."""
+        from demands.intake.amqp import AmqpSource
+        from demands.intake.bridge import Bridge
+        from demands.monitoring.amqp import BridgeHeartbeatWriter
+
+        while not stop.is_set():
+            bridge = Bridge(AmqpSource(), topic=settings.KAFKA_TOPICS[0], heartbeat=BridgeHeartbeatWriter())
+            holder["bridge"] = bridge
+            if stop.is_set():
+                return
+            try:
+                bridge.run()
+            except Exception:
+                logger.exception("RabbitMQ bridge failed; restarting in 5 s")
+                stop.wait(5)
+            finally:
+                connections.close_all()
+
+    def _demo(self, stop: threading.Event, rate: float, amqp_share: float = 0.0) -> None:
         rng = random.Random()
         producer = None
+        rabbit = DemoAmqpPublisher() if amqp_share > 0 else None
         while not stop.is_set():
             try:
                 if producer is None:
                     ensure_topics(settings.KAFKA_TOPICS)
                     producer = make_producer()
-                produce_demand(producer, demo_demand(rng))
+                demand = demo_demand(rng)
+                if rabbit is None or rng.random() >= amqp_share or not rabbit.publish(demand):
+                    produce_demand(producer, demand)  # RabbitMQ down: the demand goes to Kafka directly
                 producer.poll(0)
             except Exception:
                 logger.exception("demo producer failed; retrying in 5 s")
@@ -113,3 +153,50 @@ class Command(BaseCommand):
             stop.wait(min(rng.expovariate(rate), 10 / rate))
         if producer is not None:
             producer.flush(5)
+        if rabbit is not None:
+            rabbit.close()
+
+
+def embed_amqp(options: dict, environ) -> bool:
+    """Run the bridge here: --amqp, or AMQP_URL in the environment (unless --no-amqp)."""
+    return not options.get("no_amqp") and (options.get("amqp") or bool(environ.get("AMQP_URL")))
+
+
+class DemoAmqpPublisher:
+    """Publishes demo demands to the first AMQP queue (persistent, publisher confirms); False when
+    RabbitMQ cannot take one (then the caller sends it to Kafka), reconnecting at most every 10 s."""
+
+    def __init__(self):
+        from demands.intake.amqp import amqp_queues, amqp_url
+
+        self.url, self.queue = amqp_url(), amqp_queues()[0]
+        self._channel = self._connection = None
+        self._retry_at = 0.0
+
+    def publish(self, demand: dict) -> bool:
+        import pika
+
+        try:
+            if self._channel is None:
+                if time.monotonic() < self._retry_at:
+                    return False
+                self._retry_at = time.monotonic() + 10
+                self._connection = pika.BlockingConnection(pika.URLParameters(self.url))
+                self._channel = self._connection.channel()
+                self._channel.queue_declare(self.queue, durable=True)
+                self._channel.confirm_delivery()
+            self._channel.basic_publish("", self.queue, json.dumps(demand, ensure_ascii=False).encode(),
+                                        pika.BasicProperties(delivery_mode=2, content_type="application/json"))
+            return True
+        except Exception as exc:
+            logger.warning("demo: RabbitMQ did not take a demand (%s); sending to Kafka directly", exc)
+            self.close()
+            return False
+
+    def close(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        try:
+            if connection is not None and connection.is_open:
+                connection.close()
+        except Exception:
+            pass
