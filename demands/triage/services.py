@@ -59,7 +59,8 @@ def demand_triage(
         current = Demand.objects.select_for_update().select_related("assignee", "team").get(pk=demand.pk)
         outcome = TriageOutcome(demand=current)
         if expected_version is not None and current.version != expected_version:
-            since = _events_since(current, seen_event)
+            # Only other people's changes conflict: the user's own (another tab, a quick second key) do not.
+            since = [e for e in _events_since(current, seen_event) if actor is None or e.actor_id != actor.pk]
             outcome.meanwhile = [describe(event) for event in since]
             touched = set(FIELDS) if seen_event is None else {FIELD_OF_KIND[e.kind] for e in since if e.kind in FIELD_OF_KIND}
             for name in list(wanted):
