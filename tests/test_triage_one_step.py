@@ -182,3 +182,29 @@ def test_the_panel_speaks_chinese(staff_client, staff_user, demand):
     UserPreference.objects.create(user=staff_user, language="zh-hans")
     html = post(staff_client, demand, htmx=True, status="triaged").content.decode()
     assert "状态 → 已分拣" in html
+
+
+def test_the_users_own_earlier_change_is_no_conflict(demand, staff_user):
+    # A quick second key (or another tab) posts the version before the user's own first change.
+    version = demand.version
+    triage.demand_triage(demand=demand, actor=staff_user, expected_version=version, status=Status.TRIAGED)
+    outcome = triage.demand_triage(demand=demand, actor=staff_user, expected_version=version, seen_event=0, priority="high")
+    fresh = Demand.objects.get(pk=demand.pk)
+    assert outcome.conflicts == {} and outcome.meanwhile == []
+    assert (fresh.status, fresh.priority, fresh.version) == (Status.TRIAGED, "high", version + 2)
+
+
+def test_a_plain_post_that_meets_a_change_meanwhile_says_so_in_messages(staff_client, demand, alice):
+    stale = Demand.objects.get(pk=demand.pk)
+    services.demand_set_priority(demand=demand, priority="urgent", actor=alice)
+    response = post(staff_client, stale, priority="low")
+    page = staff_client.get(response.url).content.decode()
+    assert "Changed meanwhile: alice set the priority to Urgent." in page
+    assert "Not applied, because someone else changed it: Priority." in page
+    assert Demand.objects.get(pk=demand.pk).priority == "urgent"
+
+
+def test_an_unknown_assignee_refuses_the_step(staff_client, demand):
+    response = post(staff_client, demand, htmx=True, assignee="99999", priority="urgent")
+    assert "No such staff member." in response.content.decode()
+    assert Demand.objects.get(pk=demand.pk).priority == "normal"

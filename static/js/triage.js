@@ -228,7 +228,6 @@
     return rows;
   }
 
-  var pendingDraft = null;
   // One post at a time on a demand's page: the next choice waits for the panel (and the version)
   // the previous one brings back, so quick keys never post a stale version.
   var inFlight = false;
@@ -243,9 +242,12 @@
       values[name] = value;
       var select = form.querySelector('select[name="' + name + '"]');
       if (select) select.value = value;
-      var body = form.querySelector("textarea[name=body]");
-      pendingDraft = body ? body.value : null;
-      if (!window.htmx) { if (body) body.value = ""; form.requestSubmit(); return; }
+      if (!window.htmx) {
+        var body = form.querySelector("textarea[name=body]");
+        if (body) body.value = "";
+        form.requestSubmit();
+        return;
+      }
       inFlight = true;
       window.htmx.ajax("POST", form.getAttribute("action"), { source: form, target: "#triage-panel", swap: "outerHTML", values: values })
         .then(settled, settled);
@@ -376,14 +378,38 @@
     if (notice) notice.remove();
   }
 
+  // The panel comes back with an empty comment box: what the user typed meanwhile (while a menu's
+  // post was on its way) or what a refused post carried is put back; only a comment that was sent
+  // and saved leaves the box.
+  var sentBody = "";
+  var draft = "";
+  function isPanel(event) { return event.detail && event.detail.target && event.detail.target.id === "triage-panel"; }
+  document.addEventListener("htmx:configRequest", function (event) {
+    var form = triageForm();
+    if (!form || event.detail.elt !== form) return;
+    var submitted = event.detail.triggeringEvent && event.detail.triggeringEvent.type === "submit";
+    var box = form.querySelector("textarea[name=body]");
+    sentBody = submitted && box ? box.value : "";  // a menu's post sends no comment (values: body "")
+  });
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    if (!isPanel(event)) return;
+    var box = document.getElementById("comment-body");
+    draft = box ? box.value : "";
+  });
   document.addEventListener("htmx:afterSwap", function (event) {
     var form = triageForm();
-    if (!form || !event.detail || !event.detail.target || event.detail.target.id !== "triage-panel") return;
+    if (!form || !isPanel(event)) return;
     ownVersion = form.querySelector("[name=version]").value;
     quietOwnChange();
-    var body = form.querySelector("textarea[name=body]");
-    if (pendingDraft && body) body.value = pendingDraft;
-    pendingDraft = null;
+    var refused = !!form.parentNode.querySelector(".notice.error");
+    var kept = draft;
+    if (!refused && sentBody && kept.indexOf(sentBody) === 0) kept = kept.slice(sentBody.length).replace(/^\s+/, "");
+    var box = form.querySelector("textarea[name=body]");
+    if (kept && box) {
+      box.value = kept;
+      if (document.activeElement === box) box.setSelectionRange(kept.length, kept.length);
+    }
+    sentBody = draft = "";
   });
 
   document.addEventListener("DOMContentLoaded", function () {
