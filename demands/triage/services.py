@@ -56,7 +56,7 @@ def demand_triage(
         raise TriageError(_("A comment can have at most %(n)s characters.") % {"n": MAX_COMMENT_CHARS})
     wanted = {name: value for name, value in zip(FIELDS, (status, priority, assignee, team)) if value is not UNCHANGED}
     with transaction.atomic():
-        current = Demand.objects.select_for_update().select_related("assignee", "team").get(pk=demand.pk)
+        current = Demand.objects.select_for_update(of=("self",)).select_related("assignee", "team").get(pk=demand.pk)
         outcome = TriageOutcome(demand=current)
         if expected_version is not None and current.version != expected_version:
             # Only other people's changes conflict: the user's own (another tab, a quick second key) do not.
