@@ -361,10 +361,36 @@
     }
   }, true);
 
-  // A menu of the form changed with the mouse applies at once, like a keyboard choice.
+  // A menu of the form changed with the mouse applies at once, like a keyboard choice. Moved with
+  // the keyboard (arrows, letters: Chrome fires "change" at each), it applies on Enter — which
+  // would otherwise open the native dropdown — or when it loses the focus; Escape puts it back.
+  var keyed = null;
+  function formSelect(element) { return element && element.tagName === "SELECT" && element.form && element.form.id === "triage-form"; }
+  function applyIfChanged(select) {
+    var was = select.form.querySelector('[name="was_' + select.name + '"]');
+    if (!was || was.value !== select.value) apply(select.name, select.value);
+  }
+  document.addEventListener("keydown", function (event) {
+    var select = event.target;
+    if (!formSelect(select) || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Enter") {
+      event.preventDefault();
+      keyed = null;
+      applyIfChanged(select);
+    } else if (event.key === "Escape") {
+      var was = select.form.querySelector('[name="was_' + select.name + '"]');
+      if (keyed === select && was) select.value = was.value;
+      keyed = null;
+    } else if (event.key !== "Tab" && event.key !== "Shift") {
+      keyed = select;
+    }
+  }, true);
+  document.addEventListener("focusout", function (event) {
+    if (keyed && keyed === event.target) { keyed = null; applyIfChanged(event.target); }
+  });
   document.addEventListener("change", function (event) {
     var select = event.target;
-    if (select.tagName === "SELECT" && select.form && select.form.id === "triage-form") apply(select.name, select.value);
+    if (formSelect(select) && keyed !== select) apply(select.name, select.value);
   });
 
   // -- after a change -------------------------------------------------------------------------------------

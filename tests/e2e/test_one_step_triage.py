@@ -121,6 +121,15 @@ def test_one_demand_is_triaged_in_eight_keys_without_a_page_load(pages, feed, da
     artifacts.shoot(page, "one-step-palette", full_page=False)
     page.keyboard.press("Enter")
     expect(summary.locator(".badge.status-resolved")).to_be_visible()
+
+    # The form's own menu from the keyboard: an arrow only moves it, Enter applies.
+    status_menu = page.locator("#status-select")
+    status_menu.focus()
+    page.keyboard.press("ArrowDown")
+    expect(status_menu).to_have_value("triaged")
+    expect(summary.locator(".badge.status-resolved")).to_be_visible()
+    page.keyboard.press("Enter")
+    expect(summary.locator(".badge.status-triaged")).to_be_visible()
     assert navigations == [] and page.evaluate("window.__oneStep") is True
 
     # On the list: s on the cursor row, applied without a page load; the row changes live.
