@@ -121,6 +121,7 @@ def test_one_demand_is_triaged_in_eight_keys_without_a_page_load(pages, feed, da
     artifacts.shoot(page, "one-step-palette", full_page=False)
     page.keyboard.press("Enter")
     expect(summary.locator(".badge.status-resolved")).to_be_visible()
+    expect(toasts.filter(has_text="Status → Resolved")).to_be_visible()  # the panel is back (the live frame may come first)
 
     # The form's own menu from the keyboard: an arrow only moves it, Enter applies.
     status_menu = page.locator("#status-select")
