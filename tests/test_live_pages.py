@@ -23,7 +23,7 @@ from demands.routing import websocket_urlpatterns
 from .conftest import REFERENCE, record
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPTS = [ROOT / "static" / "js" / "app.js", ROOT / "static" / "js" / "monitoring.js"]
+SCRIPTS = [ROOT / "static" / "js" / "app.js", ROOT / "static" / "js" / "monitoring.js", ROOT / "static" / "js" / "triage.js"]
 WS_PATH = re.compile(r'data-ws-path="([^"]*)"')
 
 
@@ -55,8 +55,9 @@ def test_every_staff_page_names_exactly_one_socket_and_the_scripts_open_only_tha
         assert "ws-connect" not in html and "ext-ws.js" not in html, url  # htmx's ws extension would open another
         route = ws_path.lstrip("/").partition("?")[0]
         assert any(pattern.pattern.match(route) for pattern in websocket_urlpatterns), ws_path
-    app, monitoring = (path.read_text() for path in SCRIPTS)
+    app, monitoring, triage = (path.read_text() for path in SCRIPTS)
     assert app.count("new WebSocket(") == 1 and "new WebSocket(" not in monitoring and "EventSource" not in monitoring
+    assert "new WebSocket(" not in triage and "EventSource" not in triage
 
 
 @pytest.mark.django_db

@@ -278,6 +278,9 @@
     if (help && help.open) return; // the dialog is modal: keys do not reach the page behind it
     if (key === "j") { moveCursor(1); event.preventDefault(); return; }
     if (key === "k") { moveCursor(-1); event.preventDefault(); return; }
+    // Enter on a control (the bulk Apply button, a link, a menu) is that control's: opening the row
+    // as well would race a GET against its POST.
+    if (key === "Enter" && target && target.closest && target.closest("a, button, input, select, textarea, summary, [role=listbox], [role=option], [role=combobox], [role=dialog], dialog")) return;
     if ((key === "Enter" || key === "o") && cursorRow()) { window.location = cursorRow().dataset.href; return; }
     if (key === "x" && cursorRow()) {
       var box = cursorRow().querySelector("input[type=checkbox]");
