@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import Max, Sum
+from django.utils.translation import pgettext
 
 from demands.models import Priority, Status
 
@@ -89,13 +90,14 @@ def drain_text(overview: LagOverview | None) -> str:
     if overview is None:
         return "—"
     drain = overview.drain
+    # In the language active when rendered (pages, and each reader's language for pushed fragments).
     return {
-        "drained": "caught up",
+        "drained": pgettext("lag", "caught up"),
         "draining": f"~{human_duration((drain.seconds or 0) * 1000)}",
-        "keeping_up": "keeping up",
-        "growing": "growing",
-        "stalled": "stalled",
-    }.get(drain.state, "unknown")
+        "keeping_up": pgettext("lag", "keeping up"),
+        "growing": pgettext("lag", "growing"),
+        "stalled": pgettext("lag", "stalled"),
+    }.get(drain.state, pgettext("lag", "unknown"))
 
 
 # -- chart series ------------------------------------------------------------------------------------
