@@ -7,7 +7,9 @@
 // (1) drop rows the page already shows — a resume replay and a live batch may overlap —, (2)
 // insert new ones at the top in id order, (3) keep the table bounded. Each time the socket opens
 // (first connect and every reconnect) we ask for everything newer than our newest row, so a
-// dropped connection leaves no gap. Text comes from Django's JavaScript catalog (jsi18n).
+// dropped connection leaves no gap. While the reader is at work (a cursor, a selection, the
+// pointer on the table, scrolled down) new rows wait behind an "N new — show" pill instead, and
+// the live cap never cuts a selected row. Text comes from Django's JavaScript catalog (jsi18n).
 (function () {
   "use strict";
 
