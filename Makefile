@@ -70,10 +70,12 @@ test-slow: venv
 	@echo "== slow fault and scale-out tests =="
 	env -u DATABASE_URL $(PY) -m pytest -m slow $(PYTEST_ARGS)
 
-## Chromium from Debian's packages for the browser tests (Playwright never downloads a browser here).
+## Chromium and the Noto CJK fonts from Debian's packages for the browser tests (Playwright never downloads a browser here).
 browser:
 	@test -x $(CHROMIUM) || UMSG_SVC=chromium bash -c '. services/lib.sh && apt_install chromium'
 	@test -x $(CHROMIUM) || { echo "browser tests need $(CHROMIUM): apt-get install -y chromium (as root)" >&2; exit 1; }
+	@# Chinese glyphs in the journeys' screenshots (without a CJK font they are boxes).
+	@dpkg -s fonts-noto-cjk >/dev/null 2>&1 || UMSG_SVC=fonts-noto-cjk bash -c '. services/lib.sh && apt_install fonts-noto-cjk' || echo "fonts-noto-cjk missing: screenshots show boxes for Chinese" >&2
 
 ## Benchmarks (issue 6): ingest throughput on PostgreSQL and SQLite with py-spy profiles, live
 ## latency, fan-out to 1,000 websockets, the list page at 1,000,000 rows; figures in bench/results/ (bench/README.md says more).

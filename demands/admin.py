@@ -7,6 +7,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
+from django.utils.functional import lazy
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
@@ -46,7 +47,8 @@ def _status_action(status):
         _bulk(request, queryset, status=status)
 
     action.__name__ = f"set_status_{status}"
-    action.short_description = _("Set status: %(status)s") % {"status": Status(status).label}
+    # Lazy, so the admin shows it in the reader's language (a % on a lazy string is done at import).
+    action.short_description = lazy(lambda: gettext("Set status: %(status)s") % {"status": Status(status).label}, str)()
     return action
 
 
@@ -55,7 +57,7 @@ def _priority_action(priority):
         _bulk(request, queryset, priority=priority)
 
     action.__name__ = f"set_priority_{priority}"
-    action.short_description = _("Set priority: %(priority)s") % {"priority": Priority(priority).label}
+    action.short_description = lazy(lambda: gettext("Set priority: %(priority)s") % {"priority": Priority(priority).label}, str)()
     return action
 
 

@@ -1,9 +1,10 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class DemandsConfig(AppConfig):
     name = "demands"
-    verbose_name = "Demands"
+    verbose_name = _("Demands")
 
     def ready(self):
         from django.db.models import TextField

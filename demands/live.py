@@ -273,7 +273,8 @@ def broadcast_notifications(notification_ids) -> None:
 
     from .models import Notification
 
-    notifications = list(Notification.objects.filter(pk__in=list(notification_ids)).order_by("id"))
+    # The demand's team names the group of a toast ("4 demands routed to Payments").
+    notifications = list(Notification.objects.filter(pk__in=list(notification_ids)).select_related("demand__team").order_by("id"))
     if not notifications:
         return
     user_ids = {notification.user_id for notification in notifications}

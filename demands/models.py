@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 class Status(models.TextChoices):
@@ -219,7 +220,7 @@ class Rule(models.Model):
     )
     assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
     stop_processing = models.BooleanField(_("stop after this rule"), default=False)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # Set by ingest, cleared when the rule is saved in the admin: why the rule is being skipped
     # (a pattern the linear-time engine refuses, or an error while matching).
     match_error = models.TextField(_("match error"), blank=True, editable=False)
@@ -237,14 +238,16 @@ class Rule(models.Model):
 class SavedView(models.Model):
     """A named set of list filters, per user."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views", verbose_name=_("user"))
     name = models.CharField(_("name"), max_length=100)
     query = models.CharField(_("filters"), max_length=1000)
-    created_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         ordering = ["name"]
         constraints = [models.UniqueConstraint(fields=["user", "name"], name="savedview_unique_user_name")]
+        verbose_name = _("saved view")
+        verbose_name_plural = _("saved views")
 
     def __str__(self) -> str:
         return self.name
@@ -262,16 +265,18 @@ class Notification(models.Model):
         ESCALATION = "escalation", _("escalation")
         SAVED_VIEW = "saved_view", _("new demand in a saved view")
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demand_notifications")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demand_notifications", verbose_name=_("user"))
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.ASSIGNED)
-    demand = models.ForeignKey(Demand, on_delete=models.CASCADE, related_name="+")
-    text = models.CharField(max_length=300)
-    created_at = models.DateTimeField(default=timezone.now)
-    read_at = models.DateTimeField(null=True, blank=True)
+    demand = models.ForeignKey(Demand, on_delete=models.CASCADE, related_name="+", verbose_name=_("demand"))
+    text = models.CharField(_("text"), max_length=300)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
+    read_at = models.DateTimeField(_("read at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["user", "read_at", "-id"], name="notification_user_unread")]
+        verbose_name = _("notification")
+        verbose_name_plural = pgettext_lazy("model", "notifications")
 
     def __str__(self) -> str:
         return self.text
@@ -280,9 +285,13 @@ class Notification(models.Model):
 class UserPreference(models.Model):
     """Per-user interface language and time zone (activated by demands.middleware)."""
 
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demand_preference")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="demand_preference", verbose_name=_("user"))
     language = models.CharField(_("language"), max_length=16, choices=settings.LANGUAGES, blank=True)
     time_zone = models.CharField(_("time zone"), max_length=64, blank=True)
+
+    class Meta:
+        verbose_name = _("user preference")
+        verbose_name_plural = _("user preferences")
 
     def __str__(self) -> str:
         return f"{self.user}: {self.language or '-'} {self.time_zone or '-'}"

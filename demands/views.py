@@ -19,7 +19,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import selectors, services
+from . import filter_chips, selectors, services
 from .access import staff_required
 from .models import TRANSITIONS, Demand, Priority, Status
 
@@ -66,6 +66,8 @@ def demand_list(request: HttpRequest) -> HttpResponse:
         "first_query": filters.query_string(),
         "current_query": request.GET.urlencode(),
         "live_max_rows": settings.DEMANDS_LIVE_MAX_ROWS,
+        "chips": filter_chips.filter_chips(filters=filters),
+        "clear_query": filter_chips.clear_query(filters=filters),
         "nav": "demands",
     }
     template = "demands/list.html"

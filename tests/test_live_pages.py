@@ -159,9 +159,9 @@ def test_every_string_the_scripts_ask_for_is_translated_in_the_catalog(client):
     for script in SCRIPTS:
         for call in GETTEXT_CALL.findall(script.read_text()):
             asked.add(json.loads(STRING.search(call).group(0)))
-    assert {"Live", "Reconnecting…", "Arrivals", "%(count)s selected:"} <= asked
+    assert {"Connected", "Reconnecting…", "Arrivals", "%(count)s selected:", "%(count)s new — show"} <= asked
     assert resolve("/jsi18n/").url_name == "javascript-catalog"
     catalog = client.get("/jsi18n/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
     missing = {text for text in asked if json.dumps(text) + ": " not in catalog}  # the catalog holds translated ones only
     assert missing == set()
-    assert "\\u5b9e\\u65f6" in catalog  # 实时, "Live"
+    assert "\\u5df2\\u8fde\\u63a5" in catalog  # 已连接, "Connected"

@@ -50,8 +50,8 @@ class SourceApiKey(models.Model):
         help_text=_("Demands accepted at once after a quiet spell (the bucket's size)."),
     )
     # Token bucket state, changed only by one conditional UPDATE (see keys.rate_limit_take).
-    tokens = models.FloatField(default=0.0, editable=False)
-    refilled_at = models.FloatField(default=0.0, editable=False, help_text="Unix time of the last refill")
+    tokens = models.FloatField(_("tokens"), default=0.0, editable=False)
+    refilled_at = models.FloatField(_("refilled at"), default=0.0, editable=False, help_text=_("Unix time of the last refill"))
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("created by")
     )
@@ -110,6 +110,8 @@ class RejectedMessage(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [models.Index(fields=["status", "-id"], name="rejected_status_id")]
+        verbose_name = _("rejected message")
+        verbose_name_plural = _("rejected messages")
         constraints = [
             # A redelivered bad message is recorded once.
             models.UniqueConstraint(

@@ -7,7 +7,9 @@
 // (1) drop rows the page already shows — a resume replay and a live batch may overlap —, (2)
 // insert new ones at the top in id order, (3) keep the table bounded. Each time the socket opens
 // (first connect and every reconnect) we ask for everything newer than our newest row, so a
-// dropped connection leaves no gap. Text comes from Django's JavaScript catalog (jsi18n).
+// dropped connection leaves no gap. While the reader is at work (a cursor, a selection, the
+// pointer on the table, scrolled down) new rows wait behind an "N new — show" pill instead, and
+// the live cap never cuts a selected row. Text comes from Django's JavaScript catalog (jsi18n).
 (function () {
   "use strict";
 
@@ -27,31 +29,108 @@
       var id = parseInt(row.dataset.id, 10);
       if (id > newest) newest = id;
     });
+    Object.keys(held.rows).forEach(function (id) { if (+id > newest) newest = +id; });
     return newest;
   }
 
-  // The list's indicator (#live-indicator) and the monitoring page's (#monitor-live).
-  function setLive(state, text) {
+  // The list's indicator (#live-indicator) and the monitoring page's (#monitor-live) say what the
+  // dot means: the connection to the server. The pipeline's state is shown beside it (below).
+  function setLive(state, text, title) {
     ["live-indicator", "monitor-live"].forEach(function (id) {
       var indicator = document.getElementById(id);
       if (!indicator) return;
       indicator.classList.remove("connected", "disconnected");
       indicator.classList.add(state);
       indicator.querySelector(".label").textContent = text;
+      indicator.title = title || text;
     });
   }
+
+  // -- a list that holds still ----------------------------------------------------------------------
+  // While the reader is at work — a keyboard cursor, a selection, the pointer over the table, or
+  // scrolled down — new rows wait behind the "N new — show" pill (a click or "." shows them), and
+  // rows that no longer match are dimmed instead of removed: nothing moves under the reader. At
+  // the top of the page with none of these, rows are inserted at once, as before.
+  var held = { rows: {}, gone: [], hover: false };
+
+  function readerIsBusy() {
+    if (!rowsBody()) return false;
+    if (cursorRow() || document.querySelector("#demand-rows input[type=checkbox]:checked")) return true;
+    return held.hover || window.scrollY > 24;
+  }
+
+  function heldCount() { return Object.keys(held.rows).length; }
+
+  function renderPill() {
+    var pill = document.getElementById("new-rows-pill");
+    if (!pill) return;
+    var n = heldCount();
+    pill.hidden = n === 0;
+    pill.textContent = interpolate(ngettext("%(count)s new — show", "%(count)s new — show", n), { count: n }, true);
+  }
+
+  function showHeld() {
+    var rows = Object.keys(held.rows).map(function (id) { return held.rows[id]; });
+    held.rows = {};
+    held.gone.forEach(function (row) { if (row.isConnected) row.remove(); });
+    held.gone = [];
+    placeRows(rows);
+    renderPill();
+    updateSelectionCount();
+  }
+
+  // When the reader lets go (leaves the table, clears the selection, scrolls back up), what waited is shown.
+  function releaseIfIdle() {
+    if ((heldCount() || held.gone.length) && !readerIsBusy()) showHeld();
+  }
+
+  document.addEventListener("pointerover", function (event) {
+    var inside = !!(event.target.closest && event.target.closest("#demand-table table"));
+    if (inside === held.hover) return;
+    held.hover = inside;
+    if (!inside) releaseIfIdle();
+  });
+  document.documentElement.addEventListener("pointerleave", function () { held.hover = false; releaseIfIdle(); });
+  var scrollTimer = null;
+  window.addEventListener("scroll", function () {
+    clearTimeout(scrollTimer);
+    scrollTimer = setTimeout(releaseIfIdle, 150);
+  }, { passive: true });
+  document.addEventListener("click", function (event) {
+    if (!(event.target.closest && event.target.closest("#new-rows-pill"))) return;
+    showHeld();
+    if (window.scrollY > 0) window.scrollTo({ top: 0 });
+  });
 
   function insertRows(html) {
     var body = rowsBody();
     if (!body) return;
     var template = document.createElement("template");
     template.innerHTML = html.trim();
-    var incoming = template.content.querySelectorAll("tr[data-id]");
     var fresh = [];
-    incoming.forEach(function (row) {
-      if (!document.getElementById(row.id)) fresh.push(row);
+    template.content.querySelectorAll("tr[data-id]").forEach(function (row) {
+      if (!document.getElementById(row.id) && !held.rows[row.dataset.id]) fresh.push(row);
     });
     if (!fresh.length) return;
+    if (readerIsBusy()) {
+      fresh.forEach(function (row) { held.rows[row.dataset.id] = row; });
+      // Never more waiting than the table holds: the oldest would be cut on showing anyway.
+      var ids = Object.keys(held.rows).map(Number).sort(function (a, b) { return b - a; });
+      ids.slice(liveMaxRows()).forEach(function (id) { delete held.rows[id]; });
+      renderPill();
+      return;
+    }
+    placeRows(fresh);
+  }
+
+  function liveMaxRows() {
+    var container = document.getElementById("demand-table");
+    return parseInt((container && container.dataset.liveMaxRows) || "200", 10);
+  }
+
+  function placeRows(fresh) {
+    var body = rowsBody();
+    if (!body || !fresh.length) return;
     fresh.sort(function (a, b) { return parseInt(b.dataset.id, 10) - parseInt(a.dataset.id, 10); });
     // Place each row before the first shown row with a smaller id: newest first, whatever the
     // order batches from several consumers arrive in.
@@ -67,10 +146,13 @@
     });
     var empty = document.getElementById("demand-empty");
     if (empty) empty.remove();
-    var container = document.getElementById("demand-table");
-    var max = parseInt((container && container.dataset.liveMaxRows) || "200", 10);
+    // The table stays bounded, but a selected row or the cursor row is never cut: the bulk bar
+    // must act on what it says is selected.
     var all = body.querySelectorAll("tr[data-id]");
-    for (var j = max; j < all.length; j++) all[j].remove();
+    for (var j = liveMaxRows(); j < all.length; j++) {
+      if (all[j].classList.contains("is-cursor") || all[j].querySelector("input[type=checkbox]:checked")) continue;
+      all[j].remove();
+    }
     refreshTimes(body);
   }
 
@@ -110,7 +192,7 @@
     live.socket = socket;
     socket.onopen = function () {
       live.attempt = 0;
-      setLive("connected", gettext("Live"));
+      setLive("connected", gettext("Connected"), gettext("Live updates: connected to the server"));
       if (rowsBody()) sendJson({ resume_after: newestShownId() });
     };
     socket.onmessage = function (event) { receiveFrame(event.data); };
@@ -118,10 +200,10 @@
       if (live.socket !== socket) return;
       live.socket = null;
       if (event.code === CLOSE_FORBIDDEN) {
-        setLive("disconnected", gettext("Live updates stopped: reload the page"));
+        setLive("disconnected", gettext("Disconnected"), gettext("Live updates stopped: reload the page"));
         return;
       }
-      setLive("disconnected", gettext("Reconnecting…"));
+      setLive("disconnected", gettext("Reconnecting…"), gettext("Live updates: the connection to the server dropped; reconnecting"));
       live.attempt += 1;
       var delay = Math.min(5000, 250 * Math.pow(2, live.attempt)) * (0.5 + Math.random() / 2);
       live.timer = setTimeout(openSocket, delay);
@@ -132,7 +214,7 @@
   function followPage() {
     var path = livePath();
     if (path === live.path) {
-      if (live.socket && live.socket.readyState === WebSocket.OPEN) setLive("connected", gettext("Live"));
+      if (live.socket && live.socket.readyState === WebSocket.OPEN) setLive("connected", gettext("Connected"), gettext("Live updates: connected to the server"));
       return;
     }
     var first = live.path === null && !live.socket;
@@ -140,7 +222,9 @@
     if (live.socket) { retire(live.socket); live.socket = null; }
     clearTimeout(live.timer);
     live.attempt = 0;
-    setLive("disconnected", gettext("Connecting…"));
+    held.rows = {}; held.gone = []; // what waited belongs to the filters the page had
+    renderPill();
+    setLive("disconnected", gettext("Connecting…"), gettext("Live updates: connecting to the server"));
     if (first) openSocket();
     else live.timer = setTimeout(openSocket, 150);
   }
@@ -160,17 +244,33 @@
   }
 
   function updateRows(tbody) {
+    var busy = readerIsBusy();
     tbody.querySelectorAll("tr[data-id]").forEach(function (row) {
+      if (held.rows[row.dataset.id]) { // a waiting row changed: it waits as it is now (or no more)
+        if (row.hasAttribute("data-remove")) delete held.rows[row.dataset.id];
+        else held.rows[row.dataset.id] = row;
+        renderPill();
+        return;
+      }
       var existing = document.getElementById(row.id);
       if (!existing) return;
-      if (row.hasAttribute("data-remove")) { existing.remove(); updateSelectionCount(); return; }
+      if (row.hasAttribute("data-remove")) {
+        // Rows leave only when the reader lets go; meanwhile a selected one stays selectable.
+        if (busy) { existing.classList.add("is-gone"); held.gone.push(existing); return; }
+        existing.remove(); updateSelectionCount(); return;
+      }
       row.classList.add("is-updated");
       // Someone else's change must not drop this reader's selection or keyboard cursor.
       var wasChecked = existing.querySelector("input[type=checkbox]:checked");
       var box = row.querySelector("input[type=checkbox]");
       if (wasChecked && box) { box.checked = true; row.classList.add("is-selected"); }
-      if (existing.classList.contains("is-cursor")) row.classList.add("is-cursor");
+      if (existing.classList.contains("is-cursor")) {
+        row.classList.add("is-cursor"); row.setAttribute("aria-current", "true"); row.tabIndex = -1;
+      }
+      if (existing.classList.contains("is-gone")) row.classList.add("is-gone");
+      var hadFocus = document.activeElement === existing;
       existing.replaceWith(row);
+      if (hadFocus) row.focus({ preventScroll: true });
       if (window.htmx) window.htmx.process(row);
     });
     refreshTimes();
@@ -196,11 +296,10 @@
       if (element.hasAttribute("data-append")) {
         Array.prototype.slice.call(element.children).forEach(function (child) {
           if (child.id && document.getElementById(child.id)) return;
+          if (child.classList.contains("toast") && groupToast(target, child)) return;
           target.appendChild(child);
           if (window.htmx) window.htmx.process(child);
-          if (child.classList.contains("toast")) {
-            setTimeout(function () { child.remove(); }, 10000);
-          }
+          if (child.classList.contains("toast")) expireToast(child);
         });
       } else {
         target.replaceWith(element);
@@ -208,6 +307,36 @@
       }
     });
     refreshTimes();
+  }
+
+  // Toasts of one kind (say, a rule routing demands to one team) are one toast that counts —
+  // "4 demands routed to Payments" — and stays 10 s after the latest, instead of a stack.
+  function expireToast(toast) {
+    clearTimeout(toast._expiry);
+    toast._expiry = setTimeout(function () { toast.remove(); }, 10000);
+  }
+
+  function groupToast(box, toast) {
+    var key = toast.dataset.group;
+    if (!key) return false;
+    var shown = null;
+    box.querySelectorAll(".toast[data-group]").forEach(function (other) { if (other.dataset.group === key) shown = other; });
+    if (!shown) return false;
+    var count = parseInt(shown.dataset.count || "1", 10) + 1;
+    shown.dataset.count = String(count);
+    var title = shown.querySelector(".toast-title");
+    if (!title) {
+      title = document.createElement("strong");
+      title.className = "toast-title";
+      shown.insertBefore(title, shown.firstChild);
+    }
+    title.textContent = (toast.dataset.groupText || "{count}").replace("{count}", String(count));
+    var latest = toast.querySelector("a");
+    var link = shown.querySelector("a");
+    if (latest && link) link.replaceWith(latest);
+    shown.id = toast.id; // a replayed frame of the latest is then recognised as shown
+    expireToast(shown);
+    return true;
   }
 
   // Relative times ("2 min ago"); the exact time stays in the title attribute.
@@ -247,9 +376,18 @@
     var current = cursorRow();
     var index = current ? rows.indexOf(current) + step : 0;
     index = Math.max(0, Math.min(rows.length - 1, index));
-    if (current) current.classList.remove("is-cursor");
-    rows[index].classList.add("is-cursor");
+    setCursor(rows[index]);
     rows[index].scrollIntoView({ block: "nearest" });
+  }
+  // The cursor row is focused (screen readers read it) and marked as current; CSS draws it.
+  function setCursor(row) {
+    var current = cursorRow();
+    if (current) { current.classList.remove("is-cursor"); current.removeAttribute("aria-current"); }
+    if (!row) { if (current && document.activeElement === current) current.blur(); return; }
+    row.classList.add("is-cursor");
+    row.setAttribute("aria-current", "true");
+    row.tabIndex = -1;
+    row.focus({ preventScroll: true });
   }
   function setChecked(box, checked) {
     box.checked = checked;
@@ -276,6 +414,8 @@
     if (key === "?") { toggleHelp(); event.preventDefault(); return; }
     var help = document.getElementById("shortcuts-help");
     if (help && help.open) return; // the dialog is modal: keys do not reach the page behind it
+    if (key === "." && (heldCount() || held.gone.length)) { showHeld(); event.preventDefault(); return; }
+    if (key === "Escape" && cursorRow()) { setCursor(null); releaseIfIdle(); return; }
     if (key === "j") { moveCursor(1); event.preventDefault(); return; }
     if (key === "k") { moveCursor(-1); event.preventDefault(); return; }
     // Enter on a control (the bulk Apply button, a link, a menu) is that control's: opening the row
@@ -321,6 +461,7 @@
       target.closest("tr").classList.toggle("is-selected", target.checked);
       updateSelectionCount();
     }
+    if (target.matches && target.matches("input[data-select-all], #demand-rows input[type=checkbox]")) releaseIfIdle();
   });
 
   // A click anywhere on a row opens the demand (links, checkboxes and text selection keep their
@@ -340,9 +481,72 @@
     window.location = row.dataset.href;
   });
 
+  // -- the pipeline's state beside the list's live dot ---------------------------------------------
+  // Read from the header's monitoring summary (#monitor-summary, kept live by monitoring.js): its
+  // health (a data-health attribute, else a health-* class) and its lag item's text.
+  var PIPELINE_TEXT = { ok: gettext("Pipeline OK"), warning: gettext("Pipeline degraded"), critical: gettext("Pipeline down") };
+
+  function showPipelineState() {
+    var badge = document.getElementById("pipeline-state");
+    var summary = document.getElementById("monitor-summary");
+    if (!badge || !summary) return;
+    var source = summary.querySelector("[data-health]") || summary.querySelector("[class*='health-']");
+    var health = source && (source.dataset.health || (/\bhealth-(\w+)/.exec(source.className) || [])[1]);
+    if (!health || !PIPELINE_TEXT[health]) { badge.hidden = true; return; }
+    badge.hidden = false;
+    badge.className = "pipeline-state health-" + health;
+    badge.querySelector(".label").textContent = PIPELINE_TEXT[health];
+    var details = [];
+    summary.querySelectorAll("[data-metric=lag], [data-metric=dead], [data-metric=alerts]").forEach(function (item) {
+      details.push(item.textContent.replace(/\s+/g, " ").trim());
+    });
+    badge.title = details.join(" · ") || PIPELINE_TEXT[health];
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var summary = document.getElementById("monitor-summary");
+    if (summary && window.MutationObserver) {
+      new MutationObserver(showPipelineState).observe(summary, { childList: true, subtree: true, attributes: true, characterData: true });
+    }
+    showPipelineState();
+  });
+  document.addEventListener("htmx:afterSettle", showPipelineState);
+
+  // -- the top bar and the phone's sheets ----------------------------------------------------------
+  // The table's sticky header sits under the top bar, whose height changes when it wraps.
+  function measureTopbar() {
+    var bar = document.querySelector(".topbar");
+    var height = bar && window.getComputedStyle(bar).position === "sticky" ? bar.offsetHeight : 0;
+    document.documentElement.style.setProperty("--topbar-h", height + "px");
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    measureTopbar();
+    var bar = document.querySelector(".topbar");
+    if (bar && window.ResizeObserver) new ResizeObserver(measureTopbar).observe(bar);
+  });
+
+  // The menu button (phones) opens the top bar; the "Filters (n)" button opens the filter sheet.
+  document.addEventListener("click", function (event) {
+    var toggle = event.target.closest && event.target.closest("[data-toggle-open]");
+    if (!toggle) return;
+    var target = document.getElementById(toggle.getAttribute("aria-controls"));
+    if (!target) return;
+    event.preventDefault();
+    var open = !target.classList.contains("is-open");
+    target.classList.toggle("is-open", open);
+    document.querySelectorAll('[data-toggle-open][aria-controls="' + target.id + '"]').forEach(function (button) {
+      button.setAttribute("aria-expanded", String(open));
+    });
+    if (open) {
+      var first = target.querySelector("select, input:not([type=hidden]), a, button:not([data-toggle-open])");
+      if (first && target.id === "filters") first.focus();
+    }
+  });
+
   // Exposed for tests and the console.
   window.umsg = {
-    insertRows: insertRows, applyFrame: applyFrame, newestShownId: newestShownId,
+    insertRows: insertRows, applyFrame: applyFrame, newestShownId: newestShownId, showHeld: showHeld,
+    heldCount: heldCount,
     socket: function () { return live.socket; }
   };
 })();

@@ -21,7 +21,9 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PORT_RANGE = range(8060, 8080)
+# E2E_PORTS="8460-8479": another range, so parallel runs on one machine keep to their own ports.
+_FIRST, _, _LAST = os.environ.get("E2E_PORTS", "8060-8079").partition("-")
+PORT_RANGE = range(int(_FIRST), int(_LAST or _FIRST) + 1)
 PASSWORD = "e2e-Pass-4711"
 
 # Users the journeys sign in as. The triager is a superuser (admin + triage); the assignee is

@@ -20,7 +20,7 @@ def test_top_bar_switches_the_language_to_chinese_and_back(pages, artifacts):
     expect(page).to_have_url(re.compile(r"/demands/\?type=e2e_gamma$"))  # same page, same filters
     expect(page.locator("#demand-rows .badge.status-new").first).to_have_text("新建")
     wait_live(page)
-    expect(page.locator("#live-indicator")).to_have_text("实时")
+    expect(page.locator("#live-indicator")).to_have_text("已连接")
     artifacts.shoot(page, "j4-chinese")
 
     page.goto("/demands/")
