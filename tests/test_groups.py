@@ -25,6 +25,7 @@ _offsets = count(1000)
 @pytest.fixture(autouse=True)
 def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.DEMANDS_DEFAULT_VIEW = "auto"  # the product's default (tests/conftest.py sets "all")
 
 
 def ingest(*messages) -> list[Demand]:
