@@ -222,3 +222,14 @@ def test_only_triagers_change_or_merge_groups(viewer_user, client):
     client.post("/groups/bulk/", {"groups": [group_of(a).pk, group_of(b).pk], "action": "merge"})
     assert group_of(a).status == Status.NEW and DemandGroup.objects.filter(merged_into__isnull=False).count() == 0
     assert b"group-bulk-form" not in client.get("/demands/?view=groups").content
+
+
+def test_the_groups_api_filters_sorts_and_counts(staff_client):
+    ingest({"id": "1"}, {"id": "2"}, {"id": "3", "source": "ios_app"})
+    body = staff_client.get("/api/groups/?source=web_app&sort=count").json()
+    assert body["count"] == 1 and body["count_is_exact"] and body["next"] is None
+    (group,) = body["results"]
+    assert (group["source"], group["count"], group["status"], group["priority"]) == ("web_app", 2, "new", None)
+    assert sum(group["last_24h"]) == 2
+    assert staff_client.get("/api/groups/?sort=newest").status_code == 400
+    assert staff_client.get("/api/groups/?status=bogus").status_code == 400

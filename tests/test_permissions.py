@@ -148,6 +148,7 @@ MATRIX: dict[str, list[Row]] = {
     "preferences/": [Row("get", PAGE), Row("post", STAFF_WRITE, lambda w: {"language": "zh-hans"},
                                            lambda w: UserPreference.objects.filter(language="zh-hans").exists())],
     "api/demands/": [Row("get", API_READ)],
+    "api/groups/": [Row("get", API_READ)],
     "api/demands/<int:pk>/": [Row("get", API_READ), Row("patch", API_WRITE, lambda w: {"priority": "urgent"},
                                                         demand_field("priority", "urgent"))],
     "api/demands/<int:pk>/history/": [Row("get", API_READ)],

@@ -2,9 +2,10 @@
 
 from django.urls import path
 
-from . import views
+from . import api, views
 
 urlpatterns = [
+    path("api/groups/", api.group_list, name="api-groups"),
     path("groups/bulk/", views.group_bulk, name="group-bulk"),
     path("groups/<int:pk>/", views.group_detail, name="group-detail"),
     path("groups/<int:pk>/triage/", views.group_triage, name="group-triage"),
