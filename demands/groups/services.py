@@ -66,7 +66,7 @@ def group_triage(
     if assignee not in (UNCHANGED, None) and not (assignee.is_active and assignee.is_staff):
         raise services.TriageError(_("Demands can only be assigned to active staff members."))
     with transaction.atomic():
-        group = DemandGroup.objects.select_for_update().select_related("assignee", "team").get(pk=group.pk)
+        group = DemandGroup.objects.select_for_update(of=("self",)).select_related("assignee", "team").get(pk=group.pk)
         if group.merged_into_id:
             raise services.TriageError(_("This group was merged into another: change that one."))
         changed = []
