@@ -233,3 +233,17 @@ def test_the_groups_api_filters_sorts_and_counts(staff_client):
     assert sum(group["last_24h"]) == 2
     assert staff_client.get("/api/groups/?sort=newest").status_code == 400
     assert staff_client.get("/api/groups/?status=bogus").status_code == 400
+
+
+def test_the_grouped_list_speaks_chinese(staff_user, staff_client):
+    from django.utils import translation
+
+    from demands.models import UserPreference
+
+    ingest({"id": "1"}, {"id": "2"})
+    UserPreference.objects.create(user=staff_user, language="zh-hans")
+    try:
+        page = staff_client.get("/demands/?view=groups").content.decode()
+    finally:
+        translation.deactivate()
+    assert "1 个分组" in page and "全部消息" in page and "对选中的分组：" in page

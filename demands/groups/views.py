@@ -99,9 +99,13 @@ def group_detail(request: HttpRequest, pk: int) -> HttpResponse:
         raise Http404("No such group") from None
     selectors.attach_sparklines([group])
     group.spark_points = selectors.sparkline_points(group.sparkline, width=240, height=36)
+    events = selectors.group_history(group=group)
+    labels = {**dict(Status.choices), **dict(Priority.choices)}
+    for event in events:  # status and priority values in the reader's language
+        event.old_shown, event.new_shown = (labels.get(value, value) for value in (event.old_value, event.new_value))
     return render(request, "demands/group_detail.html", {
         "group": group,
-        "events": selectors.group_history(group=group),
+        "events": events,
         "merged": selectors.merged_groups(group=group),
         "statuses": [(value, Status(value).label) for value in services.GROUP_STATUSES],
         "priorities": Priority.choices,
