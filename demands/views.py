@@ -25,13 +25,6 @@ from .groups import views as group_views
 from .models import TRANSITIONS, Demand, Priority, Status
 
 
-def _int_param(request: HttpRequest, name: str, default: int | None = None) -> int | None:
-    try:
-        return int(request.GET[name])
-    except (KeyError, ValueError):
-        return default
-
-
 VIEW_TABS = [
     ("all", _("All"), {}),
     ("mine", _("Assigned to me"), {"assignee": "me"}),
