@@ -60,6 +60,20 @@ class DemandGroup(models.Model):
     count = models.PositiveIntegerField(_("count"), default=0)
     first_seen = models.DateTimeField(_("first seen"))
     last_seen = models.DateTimeField(_("last seen"), db_index=True)
+    # Group triage (demands/groups/): applied to the open members through the demand services, and
+    # to future members at ingest (grouping.count_group_members). Priority "" = not set: members keep theirs.
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.NEW)
+    priority = models.CharField(_("priority"), max_length=16, choices=Priority.choices, blank=True, default="")
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assignee"),
+    )
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("team"))
+    # Set when a new member arrived while the group was resolved (Sentry's "regression").
+    regressed_at = models.DateTimeField(_("regressed at"), null=True, blank=True)
+    # A merged group stays as the alias of its fingerprint: arrivals with it land in merged_into.
+    merged_into = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="merged_groups", verbose_name=_("merged into"),
+    )
 
     class Meta:
         ordering = ["-last_seen"]
@@ -303,3 +317,5 @@ from .monitoring.models import *  # noqa: E402,F401,F403
 from .intake.models import *  # noqa: E402,F401,F403
 # RabbitMQ sources as monitoring sees them: bridge heartbeats, queue samples.
 from .monitoring.amqp_samples import *  # noqa: E402,F401,F403
+# Group triage: its history and hourly arrival counts (the sparklines).
+from .groups.models import *  # noqa: E402,F401,F403

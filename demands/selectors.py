@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from . import history
 from .models import (
-    PRIORITY_RANK, Demand, DemandEvent, DemandGroup, Notification, Priority, SavedView, Status, Team, UserPreference,
+    PRIORITY_RANK, Demand, DemandEvent, Notification, Priority, SavedView, Status, Team, UserPreference,
 )
 
 MAX_FILTER_CHARS = 200
@@ -363,11 +363,6 @@ def team_find(*, value) -> Team | None:
     if isinstance(value, int) or (isinstance(value, str) and value.isdigit()):
         return Team.objects.filter(pk=int(value)).first()
     return Team.objects.filter(name=str(value)).first()
-
-
-def group_list(*, limit: int = 100, offset: int = 0) -> list[DemandGroup]:
-    """Groups, most recently seen first. Offset paging is fine here: groups are few by design."""
-    return list(DemandGroup.objects.order_by("-last_seen", "-id")[offset : offset + limit])
 
 
 def saved_views(*, user) -> list[SavedView]:

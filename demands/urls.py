@@ -16,7 +16,8 @@ urlpatterns = [
     path("demands/<int:pk>/duplicate/", views.demand_duplicate, name="duplicate"),
     path("views/", views.saved_view_create, name="saved-view-create"),
     path("views/<int:pk>/delete/", views.saved_view_delete, name="saved-view-delete"),
-    path("groups/", views.group_list, name="groups"),
+    path("groups/", views.demand_list, {"grouped": True}, name="groups"),  # the list, grouped
+    path("", include("demands.groups.urls")),  # groups: the grouped list's actions, a group's page, merge
     path("notifications/", views.notification_list, name="notifications"),
     path("notifications/read/", views.notification_read, name="notifications-read"),
     path("preferences/", views.preferences, name="preferences"),

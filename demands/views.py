@@ -21,14 +21,8 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import filter_chips, selectors, services
 from .access import staff_required
+from .groups import views as group_views
 from .models import TRANSITIONS, Demand, Priority, Status
-
-
-def _int_param(request: HttpRequest, name: str, default: int | None = None) -> int | None:
-    try:
-        return int(request.GET[name])
-    except (KeyError, ValueError):
-        return default
 
 
 VIEW_TABS = [
@@ -41,10 +35,16 @@ VIEW_TABS = [
 
 @require_GET
 @staff_required
-def demand_list(request: HttpRequest) -> HttpResponse:
+def demand_list(request: HttpRequest, grouped: bool | None = None) -> HttpResponse:
     filters = selectors.DemandFilters.from_params(request.GET, user=request.user)
     before = request.GET.get("before") or None
-    page = selectors.demand_page(filters=filters, before=before, limit=settings.DEMANDS_PAGE_SIZE)
+    if grouped is None:  # /groups/ asks for groups; /demands/ as chosen (demands/groups/views.py)
+        grouped = group_views.list_is_grouped(request, filters)
+    if grouped:  # no demand rows, so no live stream of them either (is_first False)
+        page, count = selectors.DemandPage(items=[], next_cursor=None, is_first=False), None
+    else:
+        page = selectors.demand_page(filters=filters, before=before, limit=settings.DEMANDS_PAGE_SIZE)
+        count = (len(page.items), True) if page.is_first and not page.next_cursor else selectors.demand_count(filters=filters, cap=1000)
     tabs = []
     for key, label, params in VIEW_TABS:
         tab_filters = filters.with_changes(assignee=params.get("assignee", ""), team=params.get("team", ""))
@@ -68,8 +68,11 @@ def demand_list(request: HttpRequest) -> HttpResponse:
         "live_max_rows": settings.DEMANDS_LIVE_MAX_ROWS,
         "chips": filter_chips.filter_chips(filters=filters),
         "clear_query": filter_chips.clear_query(filters=filters),
-        "nav": "demands",
+        "nav": "groups" if grouped else "demands",
+        "grouped": grouped,
     }
+    context.update(group_views.grouped_context(request, filters) if grouped
+                   else group_views.toggle_context(filters, grouped=False, count=count))
     template = "demands/list.html"
     if request.htmx and request.htmx.target == "demand-table":
         template += "#table"
@@ -342,14 +345,6 @@ def notification_read(request: HttpRequest) -> HttpResponse:
     ids = [int(v) for v in request.POST.getlist("ids") if v.isdigit()] or None
     services.notification_mark_read(user=request.user, notification_ids=ids)
     return redirect(_safe_next(request) or "demands:notifications")
-
-
-@require_GET
-@staff_required
-def group_list(request: HttpRequest) -> HttpResponse:
-    offset = max(_int_param(request, "offset", 0) or 0, 0)
-    groups = selectors.group_list(limit=100, offset=offset)
-    return render(request, "demands/groups.html", {"groups": groups, "offset": offset, "next_offset": offset + 100 if len(groups) == 100 else None, "nav": "groups"})
 
 
 @require_http_methods(["GET", "POST"])

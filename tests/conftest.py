@@ -26,6 +26,13 @@ def _no_persistent_connections():
 
 
 @pytest.fixture(autouse=True)
+def _every_message_list(settings):
+    # The list's default view is the grouped one once demands repeat (DEMANDS_DEFAULT_VIEW "auto"),
+    # and most tests repeat REFERENCE; tests of the grouped default (test_groups.py) set "auto".
+    settings.DEMANDS_DEFAULT_VIEW = "all"
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()  # facets are cached between requests
     RuleBook.invalidate_all()  # compiled rules must not outlive the test that created them

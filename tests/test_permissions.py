@@ -20,7 +20,7 @@ from django.urls import URLResolver, get_resolver, reverse
 
 from demands.intake import dlq
 from demands.pipeline.persist import persist_batch
-from demands.models import Demand, DemandEvent, Notification, RejectedMessage, SavedView, Status, UserPreference
+from demands.models import Demand, DemandEvent, DemandGroup, Notification, RejectedMessage, SavedView, Status, UserPreference
 from demands.monitoring.models import Alert, AlertRule, Silence
 
 from .conftest import REFERENCE, record, role
@@ -136,12 +136,19 @@ MATRIX: dict[str, list[Row]] = {
                    lambda w: SavedView.objects.filter(name="urgent ones").exists())],
     "views/<int:pk>/delete/": [Row("post", STAFF_WRITE, effect=lambda w: not SavedView.objects.filter(pk=w.saved_view.pk).exists())],
     "groups/": [Row("get", PAGE)],
+    "groups/bulk/": [Row("post", TRIAGE, lambda w: {"groups": [w.demand.group_id], "priority": "urgent"},
+                         lambda w: DemandGroup.objects.get(pk=w.demand.group_id).priority == "urgent")],
+    "groups/<int:pk>/": [Row("get", PAGE)],
+    "groups/<int:pk>/triage/": [Row("post", TRIAGE, lambda w: {"status": Status.RESOLVED},
+                                    lambda w: DemandGroup.objects.get(pk=w.demand.group_id).status == Status.RESOLVED)],
+    "groups/<int:pk>/unmerge/": [Row("post", TRIAGE, effect=lambda w: DemandGroup.objects.filter(merged_into__isnull=False).count() == 0)],
     "notifications/": [Row("get", PAGE)],
     "notifications/read/": [Row("post", STAFF_WRITE, effect=lambda w: Notification.objects.get(pk=w.notification.pk).read_at is not None)],
     "rejected/": [Row("get", PAGE)],
     "preferences/": [Row("get", PAGE), Row("post", STAFF_WRITE, lambda w: {"language": "zh-hans"},
                                            lambda w: UserPreference.objects.filter(language="zh-hans").exists())],
     "api/demands/": [Row("get", API_READ)],
+    "api/groups/": [Row("get", API_READ)],
     "api/demands/<int:pk>/": [Row("get", API_READ), Row("patch", API_WRITE, lambda w: {"priority": "urgent"},
                                                         demand_field("priority", "urgent"))],
     "api/demands/<int:pk>/history/": [Row("get", API_READ)],
@@ -190,9 +197,23 @@ def url_of(route: str, world: World) -> str:
         pk = world.alert.pk
     elif route.startswith("monitoring/silences/"):
         pk = world.silence.pk
+    elif route.startswith("groups/<int:pk>/unmerge/"):
+        pk = merged_group(world).pk
+    elif route.startswith("groups/"):
+        pk = world.demand.group_id
     else:
         pk = world.demand.pk
     return "/" + route.replace("<int:pk>", str(pk))
+
+
+def merged_group(world: World):
+    """A group (another source's) merged into the world's, for unmerge."""
+    persist_batch([record({**REFERENCE, "id": "ios", "source": "ios_app"}, offset=9)])
+    merged = DemandGroup.objects.get(source="ios_app")
+    Demand.objects.filter(group=merged).update(group_id=world.demand.group_id)
+    merged.merged_into_id = world.demand.group_id
+    merged.save(update_fields=["merged_into"])
+    return merged
 
 
 class FakeDelivery:

@@ -507,9 +507,9 @@ def test_unknown_languages_and_time_zones_are_refused(field, value, error, staff
 
 def test_groups_page_shows_each_group_with_its_count_and_a_link_to_its_demands(staff_client):
     first, _, other = ingest({"id": "a", "content": "订单 1001 支付超时"}, {"id": "b", "content": "订单 2002 支付超时"}, {"id": "c", "content": "别的问题"})
-    page = staff_client.get("/groups/").content.decode()
-    group_row = re.search(rf'<tr id="group-{first.group_id}">(.*?)</tr>', page, re.S).group(1)
-    assert '<td class="mono">2</td>' in group_row
-    assert f'href="/demands/?group={first.group_id}"' in group_row and "订单 1001 支付超时" in group_row
+    page = staff_client.get("/groups/").content.decode()  # the list, grouped (tests/test_groups.py has the rest)
+    group_row = re.search(rf'<tr id="group-{first.group_id}"[^>]*>(.*?)</tr>', page, re.S).group(1)
+    assert '<td class="mono count-cell">2</td>' in group_row
+    assert f'href="/demands/?group={first.group_id}&amp;view=all"' in group_row and "订单 1001 支付超时" in group_row
     assert f'id="group-{other.group_id}"' in page
     assert names_of({"a": first, "c": other}, shown_ids(staff_client.get(f"/demands/?group={first.group_id}"))) == {"a"}

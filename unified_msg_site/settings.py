@@ -239,6 +239,9 @@ WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
 
 # --- Demands ---------------------------------------------------------------------------------
 DEMANDS_PAGE_SIZE = 50
+# What /demands/ shows until a user picks: "auto" = groups once some group holds more than one
+# demand, "groups", or "all" (every message). The user's choice is kept in the session.
+DEMANDS_DEFAULT_VIEW = os.environ.get("DEMANDS_DEFAULT_VIEW", "auto")
 # Rows kept on a live list page; older ones drop off the bottom (the pager reaches them).
 DEMANDS_LIVE_MAX_ROWS = 200
 # Rows rendered per broadcast batch; pages fetch the rest of a burst themselves.

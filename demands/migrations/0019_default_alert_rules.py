@@ -40,7 +40,7 @@ def remove_default_rules(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("demands", "0017_amqp_samples"),
+        ("demands", "0018_group_triage"),
     ]
 
     operations = [

@@ -25,7 +25,8 @@ from .. import notifications
 from ..models import Demand, RejectedMessage, Team
 from ..monitoring.flow import record_batch_flow
 from . import grouping
-from .grouping import assign_groups, count_group_members
+from ..groups.arrivals import settle_arrivals
+from .grouping import assign_groups
 from .parse import ROW_COLUMNS, IncomingMessage, NewDemand, ParsedBatch, current_rules, parse_batch, prepare_demands
 from .rules import RuleBook, RuleChange
 
@@ -66,7 +67,7 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
                 demand.pk = ids.get((demand.source, demand.message_id))
             result.created = [demand for demand in demands if demand.pk is not None]
             result.duplicates += len(demands) - len(result.created)
-            count_group_members(result.created, now)
+            settle_arrivals(result.created, fingerprints, now)  # counts, regressions, merges, group triage
             if any(changes.get(id(demand)) for demand in result.created):
                 result.notification_ids = _notify_rule_assignments(result.created, changes, now)
         record_batch_flow(result, now)  # monitoring: per-minute flow buckets, counted with the batch

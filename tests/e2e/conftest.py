@@ -140,12 +140,17 @@ def browser():
             chromium.close()
 
 
-def sign_in(page, username: str) -> None:
+def sign_in(page, username: str, list_view: str | None = "all") -> None:
+    """Sign in; then pick the list's view (kept in the session): "all" (every message) for the
+    journeys that read demand rows — the seed repeats, so the default would be groups — or None
+    to keep the product's default (tests/e2e/test_groups.py)."""
     page.goto("/login/")
     page.locator("#id_username").fill(username)
     page.locator("#id_password").fill(PASSWORD)
     page.locator(".login-box button[type=submit]").click()
     page.wait_for_url(re.compile(r"/demands/"))
+    if list_view:
+        page.goto(f"/demands/?view={list_view}")
 
 
 class Pages:
@@ -156,7 +161,7 @@ class Pages:
         self.contexts = []
         self.errors: list[str] = []
 
-    def open(self, username: str | None = "triager", path: str = "/demands/", **context_options):
+    def open(self, username: str | None = "triager", path: str = "/demands/", list_view: str | None = "all", **context_options):
         context = self.browser.new_context(
             base_url=self.dashboard.url, viewport=DESKTOP, locale="en-US", accept_downloads=True, **context_options
         )
@@ -167,7 +172,7 @@ class Pages:
         page.on("pageerror", lambda error: self.errors.append(f"{label}: {error}"))
         page.on("console", lambda message: message.type == "error" and self.artifacts.note(f"{self.name} console[{label}]: {message.text}"))
         if username:
-            sign_in(page, username)
+            sign_in(page, username, list_view)
         if path:
             page.goto(path)
         return page
