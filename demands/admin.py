@@ -28,6 +28,7 @@ from .models import (
 )
 
 PREVIEW_SAMPLE = 10_000
+RULE_ACTIONS = ("set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival")
 
 
 class DemandEventInline(admin.TabularInline):
@@ -117,8 +118,8 @@ class RuleAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if not any(cleaned.get(name) for name in ("set_priority", "add_tags", "set_category", "assign_to", "assign_team")):
-            raise forms.ValidationError(_("A rule needs at least one action: priority, tags, category or assignment."))
+        if not any(cleaned.get(name) for name in RULE_ACTIONS):
+            raise forms.ValidationError(_("A rule needs at least one action: priority, tags, category, assignment or archive."))
         return cleaned
 
 
@@ -135,7 +136,7 @@ class RuleAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "order", "enabled", "stop_processing")}),
         (_("Match (all given conditions must hold)"), {"fields": ("match_types", "match_sources", "match_keywords", "match_regex")}),
-        (_("Actions"), {"fields": ("set_priority", "add_tags", "set_category", "assign_to", "assign_team")}),
+        (_("Actions"), {"fields": RULE_ACTIONS}),
     )
 
     @admin.display(description=_("skipped at ingest because"))

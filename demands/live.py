@@ -164,6 +164,7 @@ def row_payload(demand, *, is_new: bool = True, language: str | None = None, lan
         "team_id": demand.team_id,
         "group_id": demand.group_id,
         "tags": list(demand.tags or []),
+        "archived": demand.archived_at is not None,  # lists show live demands unless asked (archive/scope.py)
         "received_at": demand.received_at.isoformat(),
         "html": render_in(languages, "demands/list.html#row", {"demand": demand, "is_new": is_new}),
     }

@@ -27,6 +27,7 @@ from django.db import close_old_connections, connections
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from demands.archive.services import archive_due
 from demands.kafka import OutageLog
 
 from . import conf, live
@@ -102,6 +103,7 @@ class Monitor:
                 self._broker_log.failed(repr(exc))
                 result.errors["lag"] = repr(exc)
         step("alerts", lambda: evaluate_rules(now=now))
+        step("archive", lambda: archive_due(now=now).archived)  # one bounded batch of closed, old demands
         if deliver:
             step("deliveries", lambda: process_deliveries(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:

@@ -1,0 +1,5 @@
+"""URLs of the configuration pages (/config/…)."""
+
+from django.urls import path
+
+urlpatterns = []
