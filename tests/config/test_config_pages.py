@@ -161,3 +161,11 @@ def test_admin_index_hides_internal_tables_but_their_pages_still_open(admin_clie
     assert "/admin/demands/rule/" in page and "/admin/demands/demand/" in page
     assert admin_client.get("/admin/demands/flowbucket/").status_code == 200
     assert "/admin/demands/flowbucket/" not in admin_client.get("/admin/demands/").content.decode()
+
+
+def test_preview_speaks_chinese(admin_client):
+    store(["payment failed"] * 2)
+    response = admin_client.post(reverse("demands:config:rule-new"), {**RULE, "sample": "10", "_preview": "1"},
+                                 HTTP_ACCEPT_LANGUAGE="zh-Hans")
+    page = response.content.decode()
+    assert "将在最近 2 个需求中匹配 2 个。" in page and "将把最近 2 个中的 2 个设为紧急" in page
