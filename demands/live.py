@@ -237,6 +237,7 @@ def group_send(group: str, event: dict) -> None:
 
 def broadcast_demands_created(demands) -> None:
     """Send a batch of new demands to every open list page. Call after the transaction committed."""
+    demands = [demand for demand in demands if getattr(demand, "archived_at", None) is None]  # noise archived on arrival
     if not demands:
         return
     # A burst renders only a page's worth of rows (rendering is the costly part of a broadcast);
