@@ -141,12 +141,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20, help="timed requests per query (after 3 warm-ups)")
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    parser.add_argument("--reuse", default="", help="time a database an earlier --keep run left (PostgreSQL; no load)")
     args = parser.parse_args()
 
-    database = f"umsg_bench_archive_{os.getpid()}"
+    database = args.reuse or f"umsg_bench_archive_{os.getpid()}"
     sqlite_dir = None
     if args.database == "postgres":
-        psql("postgres", f"CREATE DATABASE {database}")
+        if not args.reuse:
+            psql("postgres", f"CREATE DATABASE {database}")
         os.environ["DATABASE_URL"] = f"{PG_SERVER}/{database}"
     else:
         sqlite_dir = tempfile.mkdtemp(prefix="umsg-bench-archive-")
@@ -166,17 +168,19 @@ def main() -> None:
 
         settings.ALLOWED_HOSTS = ["testserver"]
         call_command("migrate", verbosity=0)
-        connection.ensure_connection()
-        connection.set_autocommit(False)
-        seconds = load(args, connection)
-        connection.set_autocommit(True)
-        print(f"loaded in {seconds:.0f} s", flush=True)
+        seconds = 0.0
+        if not args.reuse:
+            connection.ensure_connection()
+            connection.set_autocommit(False)
+            seconds = load(args, connection)
+            connection.set_autocommit(True)
+            print(f"loaded in {seconds:.0f} s (database {database})", flush=True)
         run(args, seconds)
     finally:
         from django.db import connections
 
         connections.close_all()
-        if args.database == "postgres" and not args.keep:
+        if args.database == "postgres" and not (args.keep or args.reuse):
             psql("postgres", f"DROP DATABASE IF EXISTS {database}")
         elif sqlite_dir and not args.keep:
             import shutil
@@ -190,14 +194,15 @@ def run(args, load_seconds: float) -> None:
     from django.test.utils import setup_test_environment
 
     setup_test_environment()  # response.context, to follow the page cursor
-    admin = get_user_model().objects.create_superuser(username="bench", password=None)
+    admin = get_user_model().objects.filter(username="bench").first() or get_user_model().objects.create_superuser(
+        username="bench", password=None)
     client = Client()
     client.force_login(admin)
     cursor = client.get("/demands/").context["page"].next_cursor
     cursor = client.get(f"/demands/?before={cursor}").context["page"].next_cursor
     queries = [(name, url or f"/demands/?before={cursor}") for name, url in QUERIES]
     results = []
-    print(f"\n{'query':24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'rows p95':>9}   "
+    print(f"\n{'query':24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'rows p95':>9} {'SQL p95':>8}   "
           f"(target p95 ≤ 50 ms; {args.open:,} open + {args.archived:,} archived, {args.database})")
     for name, url in queries:
         for _ in range(3):
@@ -211,10 +216,11 @@ def run(args, load_seconds: float) -> None:
         times.sort()
         p50 = statistics.median(times)
         p95 = times[max(0, int(round(0.95 * len(times))) - 1)]
-        rows_p95 = _rows_p95(url, args.requests)
+        rows_p95, sql_p95 = _rows_p95(url, args.requests)
         results.append({"query": name, "url": url, "p50_ms": round(p50, 1), "p95_ms": round(p95, 1), "max_ms": round(times[-1], 1),
-                        "rows_p95_ms": round(rows_p95, 1)})
-        print(f"{name:24} {p50:8.1f} {p95:8.1f} {times[-1]:8.1f} {rows_p95:9.1f}", flush=True)
+                        "rows_p95_ms": round(rows_p95, 1), "sql_p95_ms": round(sql_p95, 2) if sql_p95 is not None else None})
+        sql_text = f"{sql_p95:8.2f}" if sql_p95 is not None else f"{'-':>8}"
+        print(f"{name:24} {p50:8.1f} {p95:8.1f} {times[-1]:8.1f} {rows_p95:9.1f} {sql_text}", flush=True)
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"archive-{time.strftime('%Y%m%d-%H%M%S')}.json"
@@ -224,10 +230,14 @@ def run(args, load_seconds: float) -> None:
     print(f"wrote {path}")
 
 
-def _rows_p95(url: str, requests: int) -> float:
+def _rows_p95(url: str, requests: int) -> tuple[float, float | None]:
     """p95 of fetching the page's rows alone (selectors.demand_page): the part that depends on how
-    many rows the tables hold, without routing and template rendering (which a loaded CPU inflates)."""
+    many rows the tables hold, without routing and template rendering (which a loaded CPU inflates);
+    and on PostgreSQL the p95 of the server's own execution time of those queries (EXPLAIN ANALYZE)."""
     from urllib.parse import parse_qsl, urlsplit
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
 
     from demands import selectors
 
@@ -239,7 +249,21 @@ def _rows_p95(url: str, requests: int) -> float:
         selectors.demand_page(filters=filters, before=params.get("before"), limit=50)
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()
-    return times[max(0, int(round(0.95 * len(times))) - 1)]
+    rows_p95 = times[max(0, int(round(0.95 * len(times))) - 1)]
+    if connection.vendor != "postgresql":
+        return rows_p95, None
+    with CaptureQueriesContext(connection) as captured:
+        selectors.demand_page(filters=filters, before=params.get("before"), limit=50)
+    executions = []
+    with connection.cursor() as cursor:
+        for _ in range(requests):
+            total = 0.0
+            for query in captured.captured_queries:
+                cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query["sql"])
+                total += cursor.fetchone()[0][0]["Execution Time"]
+            executions.append(total)
+    executions.sort()
+    return rows_p95, executions[max(0, int(round(0.95 * len(executions))) - 1)]
 
 
 if __name__ == "__main__":
