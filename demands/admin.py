@@ -29,6 +29,7 @@ from .models import (
 )
 
 PREVIEW_SAMPLE = 10_000
+RULE_ACTIONS = ("set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival")
 
 
 class DemandEventInline(admin.TabularInline):
@@ -119,8 +120,8 @@ class RuleAdminForm(forms.ModelForm):
 
     def clean(self):
         cleaned = super().clean()
-        if not any(cleaned.get(name) for name in ("set_priority", "add_tags", "set_category", "assign_to", "assign_team")):
-            raise forms.ValidationError(_("A rule needs at least one action: priority, tags, category or assignment."))
+        if not any(cleaned.get(name) for name in RULE_ACTIONS):
+            raise forms.ValidationError(_("A rule needs at least one action: priority, tags, category, assignment or archive."))
         return cleaned
 
 
@@ -137,7 +138,7 @@ class RuleAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "order", "enabled", "stop_processing")}),
         (_("Match (all given conditions must hold)"), {"fields": ("match_types", "match_sources", "match_keywords", "match_regex")}),
-        (_("Actions"), {"fields": ("set_priority", "add_tags", "set_category", "assign_to", "assign_team")}),
+        (_("Actions"), {"fields": RULE_ACTIONS}),
     )
 
     @admin.display(description=_("skipped at ingest because"))
@@ -247,3 +248,7 @@ class UserPreferenceAdmin(admin.ModelAdmin):
 from .monitoring import admin as _monitoring_admin  # noqa: E402,F401  (monitoring and alerting, issue 4)
 # The admin has its own login page: throttle it like the dashboard's, with the same counter.
 admin.site.login_form = ThrottledAdminAuthenticationForm
+# Internal monitoring tables stay off the admin index (demands/config/admin_index.py).
+from .config.admin_index import hide_internal_tables  # noqa: E402
+
+hide_internal_tables()

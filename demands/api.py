@@ -57,6 +57,7 @@ def demand_json(demand: Demand) -> dict:
         },
         "received_at": demand.received_at.isoformat(),
         "updated_at": demand.updated_at.isoformat(),
+        "archived_at": demand.archived_at.isoformat() if demand.archived_at else None,
     }
 
 

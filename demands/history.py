@@ -31,7 +31,7 @@ def rule_change(change) -> dict:
 
 
 RULE_CHANGE_KINDS = {"priority": DemandEvent.Kind.PRIORITY, "tags": DemandEvent.Kind.TAGS, "category": DemandEvent.Kind.CATEGORY,
-                     "assignee": DemandEvent.Kind.ASSIGNMENT, "team": DemandEvent.Kind.TEAM}
+                     "assignee": DemandEvent.Kind.ASSIGNMENT, "team": DemandEvent.Kind.TEAM, "archived": DemandEvent.Kind.ARCHIVE}
 
 
 def entries(demand: Demand) -> list[DemandEvent]:

@@ -164,6 +164,7 @@ def row_payload(demand, *, is_new: bool = True, language: str | None = None, lan
         "team_id": demand.team_id,
         "group_id": demand.group_id,
         "tags": list(demand.tags or []),
+        "archived": demand.archived_at is not None,  # lists show live demands unless asked (archive/scope.py)
         "received_at": demand.received_at.isoformat(),
         "html": render_in(languages, "demands/list.html#row", {"demand": demand, "is_new": is_new}),
     }
@@ -236,6 +237,7 @@ def group_send(group: str, event: dict) -> None:
 
 def broadcast_demands_created(demands) -> None:
     """Send a batch of new demands to every open list page. Call after the transaction committed."""
+    demands = [demand for demand in demands if getattr(demand, "archived_at", None) is None]  # noise archived on arrival
     if not demands:
         return
     # A burst renders only a page's worth of rows (rendering is the costly part of a broadcast);

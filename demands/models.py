@@ -33,6 +33,8 @@ TRANSITIONS: dict[str, set[str]] = {
     Status.DUPLICATE: {Status.TRIAGED},
 }
 CLOSED_STATUSES = {Status.RESOLVED, Status.REJECTED, Status.DUPLICATE}
+# The working set: what lists, the live stream and the header counts show (not archived).
+LIVE = models.Q(archived_at__isnull=True)
 PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
 
 
@@ -133,6 +135,9 @@ class Demand(models.Model):
     updated_at = models.DateTimeField(_("updated at"), default=timezone.now)
     first_action_at = models.DateTimeField(_("first action at"), null=True, blank=True)
     resolved_at = models.DateTimeField(_("resolved at"), null=True, blank=True)
+    # Set when the demand leaves the working set (demands/archive): hidden from default lists, the
+    # live stream and the header counts; still in its group and in monitoring. Null = live.
+    archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -147,13 +152,19 @@ class Demand(models.Model):
         ]
         indexes = [
             # Newest-first lists filtered by one field: keyset pagination walks these backwards.
-            models.Index(fields=["status", "-id"], name="demand_status_id"),
-            models.Index(fields=["type", "-id"], name="demand_type_id"),
-            models.Index(fields=["source", "-id"], name="demand_source_id"),
-            models.Index(fields=["priority", "-id"], name="demand_priority_id"),
-            models.Index(fields=["assignee", "-id"], name="demand_assignee_id"),
-            models.Index(fields=["team", "-id"], name="demand_team_id"),
+            # Partial (live demands only, see demands/archive): lists leave archived demands out,
+            # so millions of archived rows neither grow these nor sit in a walk's way.
+            models.Index(fields=["status", "-id"], name="demand_status_id", condition=LIVE),
+            models.Index(fields=["type", "-id"], name="demand_type_id", condition=LIVE),
+            models.Index(fields=["source", "-id"], name="demand_source_id", condition=LIVE),
+            models.Index(fields=["priority", "-id"], name="demand_priority_id", condition=LIVE),
+            models.Index(fields=["assignee", "-id"], name="demand_assignee_id", condition=LIVE),
+            models.Index(fields=["team", "-id"], name="demand_team_id", condition=LIVE),
+            # Whole: a group counts its archived members too (merges, group pages).
             models.Index(fields=["group", "-id"], name="demand_group_id"),
+            # The unfiltered list, and `?archived=only` (and the purge's walk).
+            models.Index(fields=["-id"], name="demand_live_id", condition=LIVE),
+            models.Index(fields=["-id"], name="demand_archived_id", condition=models.Q(archived_at__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -178,6 +189,7 @@ class DemandEvent(models.Model):
         CATEGORY = "category", _("Category changed")
         DUPLICATE = "duplicate", _("Marked as duplicate")
         COMMENT = "comment", _("Comment")
+        ARCHIVE = "archive", _("Archived or restored")
 
     # Indexes: (demand, id) below serves the demand's history and its deletes; actor only where
     # set (rules' entries, written at ingest, have none and skip that index).
@@ -234,6 +246,10 @@ class Rule(models.Model):
     )
     assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
     stop_processing = models.BooleanField(_("stop after this rule"), default=False)
+    archive_on_arrival = models.BooleanField(
+        _("archive on arrival"), default=False,
+        help_text=_("Known noise: stored, grouped and counted, but archived at once (not in lists or the live stream)."),
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # Set by ingest, cleared when the rule is saved in the admin: why the rule is being skipped
     # (a pattern the linear-time engine refuses, or an error while matching).

@@ -19,6 +19,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from . import history
+from .archive import scope as archive_scope
 from .models import (
     PRIORITY_RANK, Demand, DemandEvent, Notification, Priority, SavedView, Status, Team, UserPreference,
 )
@@ -26,7 +27,7 @@ from .models import (
 MAX_FILTER_CHARS = 200
 SORTS = ("newest", "oldest", "priority")
 # Parameters that make up a list's filters (and a saved view); everything else is navigation.
-FILTER_PARAMS = ("status", "priority", "type", "source", "search", "assignee", "team", "tag", "group", "date_from", "date_to", "sort")
+FILTER_PARAMS = ("status", "priority", "type", "source", "search", "assignee", "team", "tag", "group", "date_from", "date_to", "sort", "archived")
 
 
 def _parse_date(value: str) -> date | None:
@@ -50,6 +51,7 @@ class DemandFilters:
     date_from: str = ""
     date_to: str = ""
     sort: str = ""
+    archived: str = ""  # "" live demands only, "include" or "only" (demands/archive/scope.py)
     # Resolved for the requesting user ("me" → their id, "mine" → their teams).
     assignee_id: int | None = field(default=None, compare=False, repr=False)
     team_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
@@ -76,6 +78,7 @@ class DemandFilters:
         for name in ("date_from", "date_to"):
             if values[name] and _parse_date(values[name]) is None:
                 values[name] = ""
+        values["archived"] = archive_scope.clean(values["archived"])
         if values["group"] and not values["group"].isdigit():
             values["group"] = ""
         assignee_id = None
@@ -107,13 +110,14 @@ class DemandFilters:
         for name in ("date_from", "date_to"):
             if params.get(name) and _parse_date(params[name]) is None:
                 problems.append(f"{name} must be a date like 2025-04-05")
-        return problems
+        return problems + archive_scope.errors(params)
 
     # -- SQL ----------------------------------------------------------------------------------
     def _day_start(self, value: str) -> datetime:
         return timezone.make_aware(datetime.combine(_parse_date(value), time.min), self.tz or timezone.get_current_timezone())
 
     def apply(self, queryset: QuerySet) -> QuerySet:
+        queryset = archive_scope.apply(queryset, self.archived)
         if self.status:
             queryset = queryset.filter(status=self.status)
         if self.priority:
@@ -157,6 +161,8 @@ class DemandFilters:
     # -- broadcast rows -------------------------------------------------------------------------
     def matches(self, row: dict) -> bool:
         """The same filter, applied to a broadcast row (see live.row_payload) instead of SQL."""
+        if not archive_scope.matches(self.archived, row):  # live rows only unless asked
+            return False
         for name in ("status", "priority", "type", "source"):
             value = getattr(self, name)
             if value and row[name] != value:

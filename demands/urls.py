@@ -1,6 +1,7 @@
 from django.urls import include, path
 
 from . import api, views
+from .archive import views as archive_views
 
 app_name = "demands"
 
@@ -14,6 +15,8 @@ urlpatterns = [
     path("demands/<int:pk>/assign/", views.demand_assign, name="assign"),
     path("demands/<int:pk>/comment/", views.demand_comment, name="comment"),
     path("demands/<int:pk>/duplicate/", views.demand_duplicate, name="duplicate"),
+    path("demands/<int:pk>/archive/", archive_views.demand_archive, name="archive"),
+    path("demands/<int:pk>/restore/", archive_views.demand_restore, name="restore"),
     path("views/", views.saved_view_create, name="saved-view-create"),
     path("views/<int:pk>/delete/", views.saved_view_delete, name="saved-view-delete"),
     path("groups/", views.demand_list, {"grouped": True}, name="groups"),  # the list, grouped
@@ -25,6 +28,7 @@ urlpatterns = [
     path("api/demands/<int:pk>/", api.demand_detail, name="api-detail"),
     path("api/demands/<int:pk>/history/", api.demand_history, name="api-history"),
     path("api/demands/<int:pk>/comments/", api.demand_comment, name="api-comment"),
+    path("config/", include("demands.config.urls")),  # rules, teams, API keys in the product
     path("", include("demands.monitoring.urls")),  # monitoring: /monitoring/…, /metrics, /healthz, /readyz
     path("", include("demands.intake.urls")),
     path("", include("demands.triage.urls")),  # one-step triage: every field and a comment in one post  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)

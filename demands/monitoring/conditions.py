@@ -130,7 +130,8 @@ def heartbeat_missing(rule: AlertRule, ctx: Context) -> dict[str, Finding]:
 def urgent_unassigned(rule: AlertRule, ctx: Context) -> dict[str, Finding]:
     cutoff = ctx.now - timedelta(minutes=rule.window_minutes)
     demands = Demand.objects.filter(
-        priority=Priority.URGENT, status__in=OPEN_STATUSES, assignee__isnull=True, team__isnull=True, received_at__lte=cutoff
+        priority=Priority.URGENT, status__in=OPEN_STATUSES, assignee__isnull=True, team__isnull=True, received_at__lte=cutoff,
+        archived_at__isnull=True,  # archived noise needs nobody; and the partial index serves only live rows
     )
     if rule.match_type:
         demands = demands.filter(type=rule.match_type)

@@ -254,9 +254,10 @@ def rollup_history(*, now: datetime, limit: int = 5000) -> RollupResult:
 # -- backlog -----------------------------------------------------------------------------------------
 
 def backlog_now() -> dict[tuple[str, str], int]:
-    """Open demands by (status, priority), counted now (an index on status narrows it to open ones)."""
+    """Open live demands by (status, priority), counted now (the partial index on status narrows
+    it to open ones; archived noise is not backlog)."""
     rows = (
-        Demand.objects.filter(status__in=OPEN_STATUSES)
+        Demand.objects.filter(status__in=OPEN_STATUSES, archived_at__isnull=True)
         .values("status", "priority")
         .annotate(n=Count("id"))
         .order_by()

@@ -29,6 +29,7 @@ from django.db import close_old_connections, connections
 from django.template.loader import render_to_string
 from django.utils import timezone, translation
 
+from demands.archive.services import archive_due
 from demands.kafka import OutageLog
 
 from . import conf, live
@@ -114,6 +115,7 @@ class Monitor:
             self._amqp_log.failed(repr(exc))
             result.errors["amqp"] = repr(exc)
         step("alerts", lambda: evaluate_rules(now=now))
+        step("archive", lambda: archive_due(now=now).archived)  # one bounded batch of closed, old demands
         if deliver:
             step("deliveries", lambda: process_deliveries(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:

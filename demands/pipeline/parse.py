@@ -63,6 +63,7 @@ class NewDemand:
     group_id: int | None = None
     rule_changes: list = field(default_factory=list)  # what apply_rules changed, as stored (see Demand)
     origin: dict | None = None  # a DLQ replay's trace (see Demand.origin)
+    archived_at: datetime | None = None  # set by a rule that archives on arrival (known noise)
     pk: int | None = None
     row: tuple | None = None  # database values of STATIC_COLUMNS, built once (in the parser thread)
 

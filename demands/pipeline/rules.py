@@ -18,6 +18,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
+from datetime import datetime, timezone as dt_timezone
 
 import re2
 
@@ -107,6 +108,7 @@ class CompiledRule:
     assign_team_id: int | None
     stop_processing: bool
     match_error: str = ""  # why RE2 refused the pattern: the rule never matches
+    archive_on_arrival: bool = False
 
     @classmethod
     def from_rule(cls, rule: Rule) -> "CompiledRule":
@@ -131,6 +133,7 @@ class CompiledRule:
             assign_team_id=rule.assign_team_id,
             stop_processing=rule.stop_processing,
             match_error=match_error,
+            archive_on_arrival=rule.archive_on_arrival,
         )
 
     def matches(self, *, type: str, source: str, content: str) -> bool:
@@ -230,6 +233,9 @@ def apply_rules(demand: Demand, rules: list[CompiledRule]) -> list[RuleChange]:
         if rule.assign_team_id and demand.team_id != rule.assign_team_id:
             changes.append(RuleChange(rule.id, rule.name, "team", str(demand.team_id or ""), str(rule.assign_team_id)))
             demand.team_id = rule.assign_team_id
+        if rule.archive_on_arrival and demand.archived_at is None:  # known noise: stored and counted, not shown
+            changes.append(RuleChange(rule.id, rule.name, "archived", "", "archived"))
+            demand.archived_at = datetime.now(dt_timezone.utc)
         if rule.stop_processing:
             break
     return changes
