@@ -13,6 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from . import services
 from .pipeline import rules as rules_module
 from .intake import admin as _intake_admin  # noqa: F401  (API keys and rejected messages)
+from .outbound import admin as _outbound_admin  # noqa: F401  (channels, subscriptions, follows, the outbox)
 from .login_throttle import ThrottledAdminAuthenticationForm
 from .models import (
     Demand,
@@ -135,7 +136,7 @@ class RuleAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "order", "enabled", "stop_processing")}),
         (_("Match (all given conditions must hold)"), {"fields": ("match_types", "match_sources", "match_keywords", "match_regex")}),
-        (_("Actions"), {"fields": ("set_priority", "add_tags", "set_category", "assign_to", "assign_team")}),
+        (_("Actions"), {"fields": ("set_priority", "add_tags", "set_category", "assign_to", "assign_team", "notify_channel")}),
     )
 
     @admin.display(description=_("skipped at ingest because"))

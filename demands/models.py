@@ -219,6 +219,10 @@ class Rule(models.Model):
     )
     assign_team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("assign to team"))
     stop_processing = models.BooleanField(_("stop after this rule"), default=False)
+    # "System modules": a matching demand is also posted to this channel (demands/outbound).
+    notify_channel = models.ForeignKey(
+        "OutboundChannel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("notify channel"),
+    )
     updated_at = models.DateTimeField(auto_now=True)
     # Set by ingest, cleared when the rule is saved in the admin: why the rule is being skipped
     # (a pattern the linear-time engine refuses, or an error while matching).
@@ -240,6 +244,8 @@ class SavedView(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views")
     name = models.CharField(_("name"), max_length=100)
     query = models.CharField(_("filters"), max_length=1000)
+    # New demands matching the view notify its owner (Notification.Kind.SAVED_VIEW; checked at ingest).
+    notify = models.BooleanField(_("notify me of new demands"), default=False)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -292,3 +298,5 @@ class UserPreference(models.Model):
 from .monitoring.models import *  # noqa: E402,F401,F403
 # Sources without Kafka clients and the dead-letter queue: SourceApiKey, RejectedMessage.
 from .intake.models import *  # noqa: E402,F401,F403
+# Notifications outside the browser: channels, subscriptions, follows, the outbox (demands/outbound).
+from .outbound.models import *  # noqa: E402,F401,F403

@@ -26,4 +26,5 @@ urlpatterns = [
     path("api/demands/<int:pk>/comments/", api.demand_comment, name="api-comment"),
     path("", include("demands.monitoring.urls")),  # monitoring: /monitoring/…, /metrics, /healthz, /readyz
     path("", include("demands.intake.urls")),  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)
+    path("", include("demands.outbound.urls")),  # one-click links (/act/…), Follow, notification settings and delivery log
 ]

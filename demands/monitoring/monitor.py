@@ -2,7 +2,7 @@
 
 A tick rolls up new history events (resolutions, time to first action), snapshots the backlog,
 samples consumer lag and the cluster's state from the broker (through the probe child, so a
-librdkafka crash there costs one sample, never this process), evaluates the alert rules, sends due notifications, prunes
+librdkafka crash there costs one sample, never this process), evaluates the alert rules, sends due notifications (alerts', and people's from demands/outbound), prunes
 old buckets now and then, and pushes the summary and charts to browsers. Each step stands alone:
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
 Running two monitors is safe — roll-ups and rule evaluations lock their rows, deliveries are
@@ -29,6 +29,7 @@ from django.utils import timezone
 
 from demands.kafka import OutageLog
 
+from ..outbound.dispatch import deliver_due as deliver_notifications
 from . import conf, live
 from .alerts import evaluate_rules
 from .cluster import record_cluster
@@ -104,6 +105,7 @@ class Monitor:
         step("alerts", lambda: evaluate_rules(now=now))
         if deliver:
             step("deliveries", lambda: process_deliveries(now=now))
+            step("notifications", lambda: deliver_notifications(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             step("prune", lambda: prune(now=now))
             self._last_prune = now
@@ -178,5 +180,9 @@ class Monitor:
                     process_deliveries(now=self.clock())
                 except Exception:
                     logger.exception("sending notifications failed")
+                try:  # people's notifications (demands/outbound): flood control, then the outbox
+                    deliver_notifications(now=self.clock())
+                except Exception:
+                    logger.exception("sending people's notifications failed")
         finally:
             connections.close_all()

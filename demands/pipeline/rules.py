@@ -107,6 +107,7 @@ class CompiledRule:
     assign_team_id: int | None
     stop_processing: bool
     match_error: str = ""  # why RE2 refused the pattern: the rule never matches
+    notify_channel_id: int | None = None  # post matching demands to this channel (demands/outbound)
 
     @classmethod
     def from_rule(cls, rule: Rule) -> "CompiledRule":
@@ -131,6 +132,7 @@ class CompiledRule:
             assign_team_id=rule.assign_team_id,
             stop_processing=rule.stop_processing,
             match_error=match_error,
+            notify_channel_id=rule.notify_channel_id,
         )
 
     def matches(self, *, type: str, source: str, content: str) -> bool:
@@ -230,6 +232,8 @@ def apply_rules(demand: Demand, rules: list[CompiledRule]) -> list[RuleChange]:
         if rule.assign_team_id and demand.team_id != rule.assign_team_id:
             changes.append(RuleChange(rule.id, rule.name, "team", str(demand.team_id or ""), str(rule.assign_team_id)))
             demand.team_id = rule.assign_team_id
+        if rule.notify_channel_id:  # not a change of the demand: history skips it, persist posts it
+            changes.append(RuleChange(rule.id, rule.name, "notify", "", str(rule.notify_channel_id)))
         if rule.stop_processing:
             break
     return changes

@@ -1,0 +1,67 @@
+"""Admin for outbound notifications: channels (targets masked but for superusers), subscriptions,
+follows, and the outbox as a delivery log with "send again"."""
+
+from django.contrib import admin
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from ..models import Follow, OutboundChannel, OutboundMessage, Subscription
+from .subscriptions import mask_target
+
+
+@admin.register(OutboundChannel)
+class OutboundChannelAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "team", "shown_target", "language", "enabled")
+    list_filter = ("kind", "enabled", "team")
+    search_fields = ("name",)
+
+    @admin.display(description=_("URL or addresses"))
+    def shown_target(self, obj):
+        return obj.target if self._superuser else mask_target(obj.target)
+
+    def changelist_view(self, request, extra_context=None):
+        self._superuser = request.user.is_superuser
+        return super().changelist_view(request, extra_context)
+
+    def get_fields(self, request, obj=None):
+        fields = list(super().get_fields(request, obj))
+        if obj is not None and not request.user.is_superuser:  # a robot URL is a credential
+            fields = [f for f in fields if f not in ("target", "secret")]
+        return fields
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("user", "team", "kind", "channel")
+    list_filter = ("kind",)
+
+
+@admin.register(Follow)
+class FollowAdmin(admin.ModelAdmin):
+    list_display = ("user", "demand", "created_at")
+    raw_id_fields = ("demand",)
+
+
+@admin.register(OutboundMessage)
+class OutboundMessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "created_at", "kind", "route", "shown_target", "status", "attempts", "response_status", "last_error")
+    list_filter = ("status", "kind")
+    actions = ["send_again"]
+    readonly_fields = [f.name for f in OutboundMessage._meta.fields]
+    exclude = ("target",)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.display(description=_("to"))
+    def shown_target(self, obj):
+        return obj.target if self._superuser else mask_target(obj.target)
+
+    def changelist_view(self, request, extra_context=None):
+        self._superuser = request.user.is_superuser
+        return super().changelist_view(request, extra_context)
+
+    @admin.action(description=_("Send again at the next tick"))
+    def send_again(self, request, queryset):
+        queryset.filter(status__in=[OutboundMessage.Status.FAILED, OutboundMessage.Status.PENDING]).update(
+            status=OutboundMessage.Status.PENDING, next_attempt_at=timezone.now(), attempts=0)
