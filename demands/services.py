@@ -176,13 +176,14 @@ def demand_assign(
         fields.append("team")
         events.append(_record(demand, DemandEvent.Kind.TEAM, actor, old, team.name if team else ""))
         tell_team = team
+    if not fields:
+        return demand
+    demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
+    # After the row is saved: outbound routing reads the demand's new team.
     notified = notifications.save(notifications.for_assignment(
         demand=demand, who=notifications.actor_label(actor=actor), assignee_id=getattr(tell_assignee, "pk", None),
         team=tell_team, actor_id=getattr(actor, "pk", None),
     ))
-    if not fields:
-        return demand
-    demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
     _after_commit(demand, events, notified)
     return demand
 

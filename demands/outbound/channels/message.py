@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 _CONTROL = {code: " " for code in [*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029]}
 # Content comes from anyone who can send a demand: no links, mentions or HTML of theirs in a card.
 _MARKUP = {ord("<"): "‹", ord(">"): "›", ord("["): "［", ord("]"): "］", ord("*"): "∗", ord("`"): "'",
-           ord("@"): "＠", ord("#"): "＃", ord("~"): "～", ord("|"): "｜"}
+           ord("@"): "＠", ord("~"): "～", ord("|"): "｜"}
 
 
 @dataclass(slots=True)
@@ -26,7 +26,7 @@ class Message:
 
 def plain(text: str, limit: int = 300) -> str:
     """One line of someone's text, safe inside chat markdown."""
-    text = " ".join(str(text).translate(_CONTROL).split()).translate(_MARKUP)
+    text = " ".join(str(text).translate(_CONTROL).split()).translate(_MARKUP).lstrip("#> ")  # no heading or quote of theirs
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
