@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core import signing
@@ -24,6 +25,10 @@ ACTIONS = {"claim": _("认领 Claim"), "acknowledge": _("Acknowledge"), "resolve
 
 class LinkError(Exception):
     """The link cannot be used; the message is shown as is."""
+
+
+class LinkExpired(LinkError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +64,11 @@ def read(value: str, *, now: datetime | None = None) -> ActionLink:
     try:
         data = signing.loads(value, salt=SALT)
         link = ActionLink(user_id=data["u"], demand_id=int(data["d"]), action=data["a"],
-                          expires_at=datetime.fromtimestamp(int(data["e"]), tz=timezone.utc))
+                          expires_at=datetime.fromtimestamp(int(data["e"]), tz=dt_timezone.utc))
     except (signing.BadSignature, KeyError, TypeError, ValueError) as exc:
         raise LinkError(_("This link is not valid (it was changed or cut short).")) from exc
     if link.action not in ACTIONS:
         raise LinkError(_("This link is not valid (it was changed or cut short)."))
     if link.expires_at <= (now or timezone.now()):
-        raise LinkError(_("This link has expired. Open the demand to act on it."))
+        raise LinkExpired(_("This link has expired. Open the demand to act on it."))
     return link

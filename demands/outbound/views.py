@@ -24,7 +24,7 @@ def action(request: HttpRequest, token: str) -> HttpResponse:
     try:
         link = links.read(token)
     except links.LinkError as exc:
-        return render(request, "outbound/action.html", {"error": str(exc)}, status=410 if "expired" in repr(exc) else 400)
+        return render(request, "outbound/action.html", {"error": str(exc)}, status=410 if isinstance(exc, links.LinkExpired) else 400)
     if link.user_id is not None and link.user_id != request.user.pk:
         return render(request, "outbound/action.html", {
             "error": _("This link was sent to someone else. Sign in as that person, or open the demand and act there."),
