@@ -9,19 +9,25 @@ from ..models import Follow, OutboundChannel, OutboundMessage, Subscription
 from .subscriptions import mask_target
 
 
+def _with_target(columns, request, label):
+    """The list's target column for this request: whole for superusers, masked for the rest."""
+    superuser = request.user.is_superuser
+
+    @admin.display(description=label)
+    def shown_target(obj):
+        return obj.target if superuser else mask_target(obj.target)
+
+    return [shown_target if column == "shown_target" else column for column in columns]
+
+
 @admin.register(OutboundChannel)
 class OutboundChannelAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "team", "shown_target", "language", "enabled")
     list_filter = ("kind", "enabled", "team")
     search_fields = ("name",)
 
-    @admin.display(description=_("URL or addresses"))
-    def shown_target(self, obj):
-        return obj.target if self._superuser else mask_target(obj.target)
-
-    def changelist_view(self, request, extra_context=None):
-        self._superuser = request.user.is_superuser
-        return super().changelist_view(request, extra_context)
+    def get_list_display(self, request):
+        return _with_target(super().get_list_display(request), request, _("URL or addresses"))
 
     def get_fields(self, request, obj=None):
         fields = list(super().get_fields(request, obj))
@@ -53,13 +59,8 @@ class OutboundMessageAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.display(description=_("to"))
-    def shown_target(self, obj):
-        return obj.target if self._superuser else mask_target(obj.target)
-
-    def changelist_view(self, request, extra_context=None):
-        self._superuser = request.user.is_superuser
-        return super().changelist_view(request, extra_context)
+    def get_list_display(self, request):
+        return _with_target(super().get_list_display(request), request, _("to"))
 
     @admin.action(description=_("Send again at the next tick"))
     def send_again(self, request, queryset):

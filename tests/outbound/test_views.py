@@ -70,3 +70,13 @@ def test_masking_keeps_the_host_and_two_characters_at_each_end():
     assert mask_target("https://hooks.slack.com/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX") == \
         "https://hooks.slack.com/services/T000/B000/XX…XX"
     assert mask_target("ops@example.com, b@example.com") == "op…@example.com, b…@example.com"
+
+
+def test_the_admin_lists_masked_targets_for_staff_and_whole_ones_for_superusers(client, alice, django_user_model):
+    alice.user_permissions.add(*Permission.objects.filter(codename__in=["view_outboundchannel", "view_outboundmessage"]))
+    OutboundChannel.objects.create(name="robot", kind="dingtalk", target=DINGTALK)
+    client.force_login(alice)
+    page = client.get("/admin/demands/outboundchannel/").content.decode()
+    assert "access_token=ab…89" in page and DINGTALK not in page
+    client.force_login(django_user_model.objects.create_superuser("root", "root@example.com", "pw-root-123"))
+    assert DINGTALK.replace("&", "&amp;") in client.get("/admin/demands/outboundchannel/").content.decode()
