@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import services
 from ..access import staff_required
@@ -19,6 +19,7 @@ from . import follows, links, subscriptions
 
 
 @staff_required
+@require_http_methods(["GET", "POST"])
 def action(request: HttpRequest, token: str) -> HttpResponse:
     """GET: what the link would do, and a button. POST (from that page): do it, as the user."""
     try:
@@ -65,6 +66,7 @@ def follow(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @staff_required
+@require_http_methods(["GET", "POST"])
 def settings_page(request: HttpRequest) -> HttpResponse:
     user, manage = request.user, subscriptions.can_manage_channels(request.user)
     if request.method == "POST":
@@ -117,6 +119,7 @@ def _save_settings(request: HttpRequest, manage: bool) -> None:
 
 
 @staff_required
+@require_GET
 def delivery_log(request: HttpRequest) -> HttpResponse:
     rows = list(subscriptions.delivery_log(user=request.user))
     for row in rows:
