@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from . import services
 from .pipeline import rules as rules_module
 from .intake import admin as _intake_admin  # noqa: F401  (API keys and rejected messages)
+from .outbound import admin as _outbound_admin  # noqa: F401  (channels, subscriptions, follows, the outbox)
 from .login_throttle import ThrottledAdminAuthenticationForm
 from .models import (
     Demand,
@@ -29,7 +30,7 @@ from .models import (
 )
 
 PREVIEW_SAMPLE = 10_000
-RULE_ACTIONS = ("set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival")
+RULE_ACTIONS = ("set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival", "notify_channel")
 
 
 class DemandEventInline(admin.TabularInline):

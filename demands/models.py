@@ -250,6 +250,10 @@ class Rule(models.Model):
         _("archive on arrival"), default=False,
         help_text=_("Known noise: stored, grouped and counted, but archived at once (not in lists or the live stream)."),
     )
+    # "System modules": a matching demand is also posted to this channel (demands/outbound).
+    notify_channel = models.ForeignKey(
+        "OutboundChannel", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("notify channel"),
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
     # Set by ingest, cleared when the rule is saved in the admin: why the rule is being skipped
     # (a pattern the linear-time engine refuses, or an error while matching).
@@ -271,6 +275,8 @@ class SavedView(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="saved_views", verbose_name=_("user"))
     name = models.CharField(_("name"), max_length=100)
     query = models.CharField(_("filters"), max_length=1000)
+    # New demands matching the view notify its owner (Notification.Kind.SAVED_VIEW; checked at ingest).
+    notify = models.BooleanField(_("notify me of new demands"), default=False)
     created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
@@ -335,3 +341,5 @@ from .intake.models import *  # noqa: E402,F401,F403
 from .monitoring.amqp_samples import *  # noqa: E402,F401,F403
 # Group triage: its history and hourly arrival counts (the sparklines).
 from .groups.models import *  # noqa: E402,F401,F403
+# Notifications outside the browser: channels, subscriptions, follows, the outbox (demands/outbound).
+from .outbound.models import *  # noqa: E402,F401,F403

@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .models import Notification, Team
+from .outbound import dispatch
 
 PREVIEW_CHARS = 120  # of the demand's content, after the sentence
 
@@ -44,8 +45,14 @@ def build(*, user_id: int, demand, who: str, what: str, created_at=None,
 
 def save(rows: list[Notification]) -> list[Notification]:
     """Save notifications (one statement). Every caller — a person's change, a rule at ingest, an
-    SLA timer — saves through here, so what else a notification sets off is added in one place."""
-    return Notification.objects.bulk_create(rows) if rows else []
+    SLA timer — saves through here, so what else a notification sets off is added in one place:
+    the outbox rows of the recipients' subscribed channels (outbound.dispatch), in the same
+    transaction, sent by the delivery worker after commit."""
+    if not rows:
+        return []
+    saved = Notification.objects.bulk_create(rows)
+    dispatch.enqueue(saved)
+    return saved
 
 
 def assigned_to_you(pk: int) -> str:

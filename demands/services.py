@@ -20,6 +20,7 @@ from django.utils.translation import gettext as _
 
 from . import history, live, notifications
 from .access import can_triage, is_staff
+from .outbound import follows
 from .models import (
     CLOSED_STATUSES,
     TRANSITIONS,
@@ -175,13 +176,14 @@ def demand_assign(
         fields.append("team")
         events.append(_record(demand, DemandEvent.Kind.TEAM, actor, old, team.name if team else ""))
         tell_team = team
+    if not fields:
+        return demand
+    demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
+    # After the row is saved: outbound routing reads the demand's new team.
     notified = notifications.save(notifications.for_assignment(
         demand=demand, who=notifications.actor_label(actor=actor), assignee_id=getattr(tell_assignee, "pk", None),
         team=tell_team, actor_id=getattr(actor, "pk", None),
     ))
-    if not fields:
-        return demand
-    demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
     _after_commit(demand, events, notified)
     return demand
 
@@ -196,12 +198,12 @@ def demand_comment(*, demand: Demand, body: str, actor) -> DemandEvent:
         raise TriageError(_("A comment can have at most %(n)s characters.") % {"n": MAX_COMMENT_CHARS})
     demand = Demand.objects.select_for_update().get(pk=demand.pk)
     event = _record(demand, DemandEvent.Kind.COMMENT, actor, "", "", body=body)
-    notified = []
-    if demand.assignee_id and demand.assignee_id != getattr(actor, "pk", None):
-        notified = notifications.save([notifications.build(
-            user_id=demand.assignee_id, demand=demand, who=notifications.actor_label(actor=actor),
-            what=notifications.commented(demand.pk), kind=Notification.Kind.COMMENT,
-        )])
+    who = notifications.actor_label(actor=actor)
+    notified = notifications.save([notifications.build(  # the assignee and the followers (outbound.follows)
+        user_id=user_id, demand=demand, who=who, what=notifications.commented(demand.pk), kind=Notification.Kind.COMMENT,
+    ) for user_id in follows.comment_recipients(demand=demand, actor_id=getattr(actor, "pk", None))])
+    if actor is not None:
+        follows.follow(user=actor, demand=demand)
     fields = ["updated_at"]
     demand.updated_at = timezone.now()
     if demand.first_action_at is None:

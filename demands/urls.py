@@ -30,6 +30,7 @@ urlpatterns = [
     path("api/demands/<int:pk>/comments/", api.demand_comment, name="api-comment"),
     path("config/", include("demands.config.urls")),  # rules, teams, API keys in the product
     path("", include("demands.monitoring.urls")),  # monitoring: /monitoring/…, /metrics, /healthz, /readyz
-    path("", include("demands.intake.urls")),
-    path("", include("demands.triage.urls")),  # one-step triage: every field and a comment in one post  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)
+    path("", include("demands.intake.urls")),  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)
+    path("", include("demands.triage.urls")),  # one-step triage: every field and a comment in one post
+    path("", include("demands.outbound.urls")),  # one-click links (/act/…), Follow, notification settings and delivery log
 ]

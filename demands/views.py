@@ -20,6 +20,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import filter_chips, selectors, services
+from .outbound import follows
 from .access import staff_required
 from .groups import views as group_views
 from .models import TRANSITIONS, Demand, Priority, Status
@@ -99,6 +100,7 @@ def _detail_context(request: HttpRequest, demand: Demand) -> dict:
         "staff": selectors.staff_users(),
         "teams": selectors.team_list(),
         "can_triage": services.can_triage(request.user),
+        "following": follows.is_following(user=request.user, demand=demand),
         "nav": "demands",
     }
 

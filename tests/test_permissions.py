@@ -20,7 +20,7 @@ from django.urls import URLResolver, get_resolver, reverse
 
 from demands.intake import dlq
 from demands.pipeline.persist import persist_batch
-from demands.models import Demand, DemandEvent, DemandGroup, Notification, RejectedMessage, SavedView, Status, UserPreference
+from demands.models import Demand, DemandEvent, DemandGroup, Follow, Notification, RejectedMessage, SavedView, Status, Subscription, UserPreference
 from demands.monitoring.models import Alert, AlertRule, Silence
 
 from .conftest import REFERENCE, record, role
@@ -165,6 +165,14 @@ MATRIX: dict[str, list[Row]] = {
     "monitoring/alerts/<int:pk>/silence/": [Row("post", ALERT_WRITE, lambda w: {"minutes": "30"}, lambda w: Silence.objects.count() == 2)],
     "monitoring/silences/<int:pk>/expire/": [Row("post", ALERT_WRITE, effect=lambda w: Silence.objects.get(pk=w.silence.pk).ends_at <= __import__("django.utils.timezone").utils.timezone.now())],
     "metrics": [Row("get", METRICS)],  # METRICS_TOKEN for scrapers, METRICS_PUBLIC=1 opens it (MONITORING.md)
+    # demands/outbound: settings, delivery log, Follow, and the one-click link (a team channel's:
+    # it names no user, so it acts as whoever signs in; a viewer is refused like an alert write).
+    "notifications/settings/": [Row("get", PAGE), Row("post", STAFF_WRITE, lambda w: {"section": "mine", "route": ["comment:"]},
+                                                      lambda w: Subscription.objects.filter(kind="comment").exists())],
+    "notifications/deliveries/": [Row("get", PAGE)],
+    "demands/<int:pk>/follow/": [Row("post", STAFF_WRITE, lambda w: {"follow": "1"}, lambda w: Follow.objects.exists())],
+    "act/<str:token>/": [Row("get", PAGE), Row("post", ALERT_WRITE,
+                                               effect=lambda w: Demand.objects.get(pk=w.demand.pk).assignee_id is not None)],
     "healthz": [Row("get", MACHINE)],
     "readyz": [Row("get", MACHINE)],
 }
@@ -201,6 +209,10 @@ def url_of(route: str, world: World) -> str:
         pk = merged_group(world).pk
     elif route.startswith("groups/"):
         pk = world.demand.group_id
+    elif route.startswith("act/"):
+        from demands.outbound import links
+
+        return "/" + route.replace("<str:token>", links.token(user_id=None, demand_id=world.demand.pk, action="claim"))
     else:
         pk = world.demand.pk
     return "/" + route.replace("<int:pk>", str(pk))

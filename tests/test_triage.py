@@ -361,7 +361,8 @@ def test_a_comment_notifies_the_assignee_unless_they_wrote_it(staff_user, staff_
     [notification] = Notification.objects.all()
     assert notification.user == staff_member and "commented on" in notification.text
     services.demand_comment(demand=demand, body="on it", actor=staff_member)
-    assert Notification.objects.count() == 1
+    # the assignee is not told of their own comment; the first commenter now follows the demand
+    assert [n.user for n in Notification.objects.order_by("id")] == [staff_member, staff_user]
 
 
 # -- duplicates ---------------------------------------------------------------------------------

@@ -237,6 +237,11 @@ INGEST_CORS_ALLOWED_ORIGINS = env_list("INGEST_CORS_ALLOWED_ORIGINS", "")
 # listed here: host names and/or networks, e.g. "hooks.internal,10.20.0.0/16".
 WEBHOOK_ALLOWED_HOSTS = env_list("WEBHOOK_ALLOWED_HOSTS", "")
 
+# --- Notifications where people are (demands/outbound; README "Notifications outside the browser")
+# Absolute base for links in e-mail and chat messages, e.g. https://umsg.example.com (falls back
+# to MONITORING_BASE_URL). EMAIL_* settings are Django's.
+PUBLIC_BASE_URL = os.environ.get("PUBLIC_BASE_URL", os.environ.get("MONITORING_BASE_URL", "")).rstrip("/")
+
 # --- Demands ---------------------------------------------------------------------------------
 DEMANDS_PAGE_SIZE = 50
 # What /demands/ shows until a user picks: "auto" = groups once some group holds more than one

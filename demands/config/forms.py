@@ -17,10 +17,10 @@ class RuleForm(RuleAdminForm):
     class Meta:
         model = Rule
         fields = ("name", "order", "enabled", "stop_processing", "match_types", "match_sources", "match_keywords",
-                  "match_regex", "set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival")
+                  "match_regex", "set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival", "notify_channel")
 
     MATCH_FIELDS = ("match_types", "match_sources", "match_keywords", "match_regex")
-    ACTION_FIELDS = ("set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival")
+    ACTION_FIELDS = ("set_priority", "add_tags", "set_category", "assign_to", "assign_team", "archive_on_arrival", "notify_channel")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -3,7 +3,7 @@
 A tick rolls up new history events (resolutions, time to first action), snapshots the backlog,
 samples consumer lag and the cluster's state from the broker (through the probe child, so a
 librdkafka crash there costs one sample, never this process), RabbitMQ's queues when configured
-(amqp.py), evaluates the alert rules, sends due notifications, prunes old buckets now and then,
+(amqp.py), evaluates the alert rules, sends due notifications (alerts', and people's from demands/outbound), prunes old buckets now and then,
 and pushes the summary and charts to browsers (rendered once in each language read, see
 `_broadcast`). Each step stands alone:
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
@@ -32,6 +32,7 @@ from django.utils import timezone, translation
 from demands.archive.services import archive_due
 from demands.kafka import OutageLog
 
+from ..outbound.dispatch import deliver_due as deliver_notifications
 from . import conf, live
 from .alerts import evaluate_rules
 from .amqp import prune_amqp, sample_amqp
@@ -118,6 +119,7 @@ class Monitor:
         step("archive", lambda: archive_due(now=now).archived)  # one bounded batch of closed, old demands
         if deliver:
             step("deliveries", lambda: process_deliveries(now=now))
+            step("notifications", lambda: deliver_notifications(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
             step("prune", lambda: prune(now=now))
             step("prune_amqp", lambda: prune_amqp(now=now))
@@ -202,5 +204,9 @@ class Monitor:
                     process_deliveries(now=self.clock())
                 except Exception:
                     logger.exception("sending notifications failed")
+                try:  # people's notifications (demands/outbound): flood control, then the outbox
+                    deliver_notifications(now=self.clock())
+                except Exception:
+                    logger.exception("sending people's notifications failed")
         finally:
             connections.close_all()

@@ -2,31 +2,30 @@
 
 `enqueue_notifications` runs inside the evaluation transaction and only writes rows; nothing
 leaves the process before the transaction commits. `process_deliveries` (every monitor tick)
-sends what is due. A failed attempt is retried after base · 2^(attempt−1) seconds (capped), and
-given up after MONITORING_DELIVERY_MAX_ATTEMPTS; the rows are the delivery history. A delivery is
-claimed with a compare-and-set update, so two monitors never send the same one; one that a
-crashed monitor left "sending" is retried after a while.
+sends what is due through `demands.outbox.drain` (shared with people's notifications): a failed
+attempt is retried after base · 2^(attempt−1) seconds (capped), and given up after
+MONITORING_DELIVERY_MAX_ATTEMPTS; the rows are the delivery history. A delivery is claimed with a
+compare-and-set update, so two monitors never send the same one; one that a crashed monitor left
+"sending" is retried after a while.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 from django.urls import reverse
-from django.utils.translation import gettext_noop
 
+from .. import outbox
+from ..outbox import SEND_FAILED, STUCK_AFTER, DeliveryRun  # noqa: F401 (their old home)
 from . import conf, live
 from .models import Alert, AlertDelivery, AlertRule
 from .webhooks import WebhookError, post_webhook
 
 logger = logging.getLogger(__name__)
-SEND_FAILED = gettext_noop("Sending failed (details in the server log)")  # translated where shown
-STUCK_AFTER = timedelta(minutes=10)
 
 
 def alert_url(alert: Alert) -> str:
@@ -94,58 +93,12 @@ def retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), conf.get("MONITORING_RETRY_MAX_SECONDS")))
 
 
-@dataclass(slots=True)
-class DeliveryRun:
-    sent: int = 0
-    failed: int = 0  # attempts that failed (retried later or given up)
-    given_up: int = 0
-
-
 def process_deliveries(*, now: datetime, limit: int = 50) -> DeliveryRun:
-    run = DeliveryRun()
-    AlertDelivery.objects.filter(status=AlertDelivery.Status.SENDING, next_attempt_at__lt=now - STUCK_AFTER).update(
-        status=AlertDelivery.Status.PENDING
+    """Send due alert deliveries (demands.outbox: claimed, retried with back-off, given up)."""
+    return outbox.drain(
+        model=AlertDelivery, now=now, send=_send, limit=limit, select_related=("alert", "alert__rule"),
+        max_attempts=conf.get("MONITORING_DELIVERY_MAX_ATTEMPTS"), retry_delay=retry_delay,
     )
-    due = list(
-        AlertDelivery.objects.filter(status=AlertDelivery.Status.PENDING, next_attempt_at__lte=now)
-        .select_related("alert", "alert__rule")
-        .order_by("next_attempt_at", "id")[:limit]
-    )
-    for delivery in due:
-        claimed = AlertDelivery.objects.filter(
-            pk=delivery.pk, status=AlertDelivery.Status.PENDING, attempts=delivery.attempts
-        ).update(status=AlertDelivery.Status.SENDING, next_attempt_at=now)
-        if not claimed:
-            continue  # another monitor took it
-        delivery.attempts += 1
-        try:
-            delivery.response_status = _send(delivery, now)
-        except Exception as exc:
-            run.failed += 1
-            # Staff see last_error: webhooks.py's generic texts, never an exception's detail
-            # (addresses, "Connection refused", SMTP replies); the detail goes to the log.
-            if isinstance(exc, WebhookError):
-                delivery.last_error = str(exc)[:2000]
-            else:
-                logger.warning("%s failed: %r", delivery, exc)
-                delivery.last_error = SEND_FAILED
-            delivery.response_status = getattr(exc, "status", None)
-            if delivery.attempts >= conf.get("MONITORING_DELIVERY_MAX_ATTEMPTS"):
-                delivery.status = AlertDelivery.Status.FAILED
-                delivery.next_attempt_at = None
-                run.given_up += 1
-                logger.warning("giving up %s after %d attempts: %s", delivery, delivery.attempts, exc)
-            else:
-                delivery.status = AlertDelivery.Status.PENDING
-                delivery.next_attempt_at = now + retry_delay(delivery.attempts)
-        else:
-            run.sent += 1
-            delivery.status = AlertDelivery.Status.SENT
-            delivery.sent_at = now
-            delivery.next_attempt_at = None
-            delivery.last_error = ""
-        delivery.save(update_fields=["attempts", "status", "next_attempt_at", "last_error", "response_status", "sent_at"])
-    return run
 
 
 def _send(delivery: AlertDelivery, now: datetime) -> int | None:

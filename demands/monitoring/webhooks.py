@@ -127,11 +127,6 @@ def post_webhook(
     url: str, payload: dict, *, secret: str, event: str, delivery_id: int, timestamp: int, timeout: float = 5.0
 ) -> int:
     """POST once within `timeout` seconds in all; returns a 2xx status, raises WebhookError otherwise."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise WebhookError(CONNECTION_FAILED)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = resolve_target(parts.hostname, port)
     body = encode(payload)
     headers = {
         "Content-Type": "application/json; charset=utf-8",
@@ -141,6 +136,20 @@ def post_webhook(
     }
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
+    return post(url, body, headers, timeout=timeout, label=f"webhook delivery {delivery_id}")
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, timeout: float = 5.0, label: str = "webhook",
+         check=None) -> int:
+    """The one outgoing POST for staff-typed URLs (alert webhooks, notification channels): the
+    target checked as above, one deadline, no redirects, no proxies. Returns a 2xx status, raises
+    WebhookError otherwise — also when `check(first bytes of the answer)` returns an error text
+    (chat robots answer 200 with an error code in the body)."""
+    parts = urlsplit(url)
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise WebhookError(CONNECTION_FAILED)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = resolve_target(parts.hostname, port)
     connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     # Host header, SNI and certificate check use the name; the socket goes to the checked address.
     connection = connection_class(parts.hostname, port, timeout=timeout)
@@ -154,16 +163,19 @@ def post_webhook(
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection.request("POST", target, body=body, headers=headers)
         response = connection.getresponse()
-        response.read(1024)
+        answer = response.read(4096)
     except (OSError, http.client.HTTPException) as exc:
         passed = time.monotonic() - started >= timeout
-        logger.warning("webhook delivery %s to %s (%s) failed: %r", delivery_id, parts.hostname, address, exc)
+        logger.warning("%s to %s (%s) failed: %r", label, parts.hostname, address, exc)
         raise WebhookError(TIMED_OUT if passed else CONNECTION_FAILED) from exc
     finally:
         deadline.cancel()
         connection.close()
     if not 200 <= response.status < 300:  # 3xx included: redirects are not followed
         raise WebhookError(f"HTTP {response.status} {response.reason}"[:200], status=response.status)
+    error = check(answer) if check is not None else None
+    if error:
+        raise WebhookError(error[:200], status=response.status)
     return response.status
 
 

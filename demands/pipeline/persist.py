@@ -24,6 +24,7 @@ from django.utils import timezone
 from .. import notifications
 from ..models import Demand, RejectedMessage, Team
 from ..monitoring.flow import record_batch_flow
+from ..outbound import ingest as outbound_ingest
 from . import grouping
 from ..groups.arrivals import settle_arrivals
 from .grouping import assign_groups
@@ -70,6 +71,11 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
             settle_arrivals(result.created, fingerprints, now)  # counts, regressions, merges, group triage
             if any(changes.get(id(demand)) for demand in result.created):
                 result.notification_ids = _notify_rule_assignments(result.created, changes, now)
+                outbound_ingest.post_rule_channels(
+                    [(demand.pk, int(change.new), change.rule_name) for demand in result.created
+                     for change in changes.get(id(demand), ()) if change.field == "notify"], now=now)
+            result.notification_ids += [n.pk for n in outbound_ingest.notify_saved_views(
+                [demand.pk for demand in result.created], now=now)]
         record_batch_flow(result, now)  # monitoring: per-minute flow buckets, counted with the batch
         if result.rejected:
             RejectedMessage.objects.bulk_create(

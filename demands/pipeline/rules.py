@@ -109,6 +109,7 @@ class CompiledRule:
     stop_processing: bool
     match_error: str = ""  # why RE2 refused the pattern: the rule never matches
     archive_on_arrival: bool = False
+    notify_channel_id: int | None = None  # post matching demands to this channel (demands/outbound)
 
     @classmethod
     def from_rule(cls, rule: Rule) -> "CompiledRule":
@@ -134,6 +135,7 @@ class CompiledRule:
             stop_processing=rule.stop_processing,
             match_error=match_error,
             archive_on_arrival=rule.archive_on_arrival,
+            notify_channel_id=rule.notify_channel_id,
         )
 
     def matches(self, *, type: str, source: str, content: str) -> bool:
@@ -236,6 +238,8 @@ def apply_rules(demand: Demand, rules: list[CompiledRule]) -> list[RuleChange]:
         if rule.archive_on_arrival and demand.archived_at is None:  # known noise: stored and counted, not shown
             changes.append(RuleChange(rule.id, rule.name, "archived", "", "archived"))
             demand.archived_at = datetime.now(dt_timezone.utc)
+        if rule.notify_channel_id:  # not a change of the demand: history skips it, persist posts it
+            changes.append(RuleChange(rule.id, rule.name, "notify", "", str(rule.notify_channel_id)))
         if rule.stop_processing:
             break
     return changes
