@@ -2,7 +2,8 @@
 
 A tick rolls up new history events (resolutions, time to first action), snapshots the backlog,
 samples consumer lag and the cluster's state from the broker (through the probe child, so a
-librdkafka crash there costs one sample, never this process), evaluates the alert rules, sends due notifications, prunes
+librdkafka crash there costs one sample, never this process), evaluates the alert rules, moves the
+SLA timers on (reminders, escalation steps: demands.sla.escalation), sends due notifications, prunes
 old buckets now and then, and pushes the summary and charts to browsers. Each step stands alone:
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
 Running two monitors is safe — roll-ups and rule evaluations lock their rows, deliveries are
@@ -28,6 +29,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from demands.kafka import OutageLog
+from demands.sla.escalation import sla_tick
 
 from . import conf, live
 from .alerts import evaluate_rules
@@ -102,6 +104,7 @@ class Monitor:
                 self._broker_log.failed(repr(exc))
                 result.errors["lag"] = repr(exc)
         step("alerts", lambda: evaluate_rules(now=now))
+        step("sla", lambda: sla_tick(now=now))  # SLA states, reminders and escalation steps (demands.sla)
         if deliver:
             step("deliveries", lambda: process_deliveries(now=now))
         if self._last_prune is None or now - self._last_prune >= PRUNE_EVERY:
