@@ -37,7 +37,10 @@ def parse_weekly(text: str) -> Hours:
         part = part.strip().lower()
         if not part:
             continue
-        days_text, _, spans_text = part.partition(" ")
+        split = re.match(r"^([a-z][a-z,\-\s]*?)\s*(\d.*)?$", part)
+        if not split:
+            raise CalendarError(f"“{part}”: start with the days, like mon-fri 09:00-18:00")
+        days_text, spans_text = split.group(1).replace(" ", ""), split.group(2) or ""
         days = _parse_days(days_text)
         if not spans_text.strip():
             raise CalendarError(f"“{part}”: give hours after the days, like mon-fri 09:00-18:00")
@@ -62,7 +65,7 @@ def _parse_days(text: str) -> list[int]:
             end = DAYS.index(last[:3]) if last else start
         except ValueError:
             raise CalendarError(f"“{text}”: days are mon, tue, wed, thu, fri, sat, sun (ranges like mon-fri)") from None
-        days.extend(DAYS.index(DAYS[(start + i) % 7]) for i in range((end - start) % 7 + 1))
+        days.extend((start + i) % 7 for i in range((end - start) % 7 + 1))
     return days
 
 
