@@ -25,5 +25,6 @@ urlpatterns = [
     path("api/demands/<int:pk>/history/", api.demand_history, name="api-history"),
     path("api/demands/<int:pk>/comments/", api.demand_comment, name="api-comment"),
     path("", include("demands.monitoring.urls")),  # monitoring: /monitoring/…, /metrics, /healthz, /readyz
-    path("", include("demands.intake.urls")),  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)
+    path("", include("demands.intake.urls")),
+    path("", include("demands.sla.urls")),  # SLA policies (/sla/…)  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)
 ]
