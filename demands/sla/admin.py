@@ -1,7 +1,7 @@
 """SLA policies in the admin: the same model validation as the product's page; saving re-times open demands."""
 
 from django.contrib import admin
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from .forms import SlaPolicyForm
 from .models import EscalationFiring, EscalationStep, SlaPolicy
@@ -22,9 +22,9 @@ class SlaPolicyAdmin(admin.ModelAdmin):
     inlines = [EscalationStepInline]
     fieldsets = (
         (None, {"fields": ("name", "order", "enabled")}),
-        (_("Match"), {"fields": ("priorities", "match_types", "match_sources", "match_team")}),
-        (_("Targets"), {"fields": ("respond_minutes", "resolve_minutes", "at_risk_percent")}),
-        (_("Business hours"), {"fields": ("time_zone", "business_hours", "holidays")}),
+        (pgettext_lazy("sla", "Match"), {"fields": ("priorities", "match_types", "match_sources", "match_team")}),
+        (pgettext_lazy("sla", "Targets"), {"fields": ("respond_minutes", "resolve_minutes", "at_risk_percent")}),
+        (pgettext_lazy("sla", "Business hours"), {"fields": ("time_zone", "business_hours", "holidays")}),
     )
 
 

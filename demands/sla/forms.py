@@ -1,7 +1,7 @@
 """The policy page's forms: a policy, and its escalation steps as an inline formset."""
 
 from django import forms
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_lazy as _, pgettext_lazy
 
 from ..models import Priority
 from .models import EscalationStep, SlaPolicy
@@ -9,7 +9,7 @@ from .models import EscalationStep, SlaPolicy
 
 class SlaPolicyForm(forms.ModelForm):
     priorities = forms.MultipleChoiceField(
-        label=_("Priorities"), choices=Priority.choices, widget=forms.CheckboxSelectMultiple,
+        label=pgettext_lazy("sla", "Priorities"), choices=Priority.choices, widget=forms.CheckboxSelectMultiple,
         help_text=_("The policy applies to demands of these priorities."),
     )
 
