@@ -6,7 +6,7 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_http_methods
+from django.views.decorators.http import require_GET, require_http_methods
 
 from ..access import can_triage, staff_required
 from . import selectors
@@ -20,6 +20,7 @@ def can_edit_policies(user) -> bool:
     return can_triage(user) and (user.is_superuser or user.has_perm(EDIT_PERMISSION))
 
 
+@require_GET
 @staff_required
 def policy_list(request: HttpRequest) -> HttpResponse:
     return render(request, "demands/sla/policies.html", {
