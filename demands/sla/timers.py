@@ -86,16 +86,26 @@ def store(demand, policy: Policy | None, reading: Reading | None, *, check_at: d
 
 
 def stamp(demands: list, now: datetime) -> None:
-    """Ingest: give each new demand (NewDemand rows) the first matching policy's due times."""
+    """Ingest: give each new demand (NewDemand rows) the first matching policy's due times. A
+    batch's demands are all stored at `now`, so each policy's times are computed once per batch."""
     policies = book.policies()
     if not policies:
         return
+    timed: dict[int, tuple] = {}
     for demand in demands:
         policy = next((p for p in policies if p.matches(demand)), None)
-        if policy is not None:
+        if policy is None:
+            continue
+        values = timed.get(policy.id)
+        if values is None or demand.received_at != now:
             fresh = _Fresh(received_at=demand.received_at)
             reading = read(fresh, policy, now)
-            store(demand, policy, reading, check_at=_check_at(fresh, policy, reading, set()))
+            values = (policy.id, reading.state, reading.respond_by, reading.resolve_by, reading.due_at,
+                      _check_at(fresh, policy, reading, set()))
+            if demand.received_at == now:
+                timed[policy.id] = values
+        (demand.sla_policy_id, demand.sla_state, demand.respond_by, demand.resolve_by, demand.sla_due_at,
+         demand.sla_check_at) = values
 
 
 @dataclass

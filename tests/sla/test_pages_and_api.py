@@ -127,3 +127,12 @@ def test_the_admin_edits_policies(clock, admin_client):
     policy = make_policy()
     assert admin_client.get(f"/admin/demands/slapolicy/{policy.pk}/change/").status_code == 200
     assert admin_client.get("/admin/demands/escalationfiring/").status_code == 200
+
+
+def test_the_sla_pages_and_badge_are_in_chinese(clock, staff_client, staff_user):
+    services.preference_update(user=staff_user, language="zh-hans")
+    make_policy(name="金牌")
+    ingest()
+    assert "SLA 策略" in staff_client.get("/sla/").content.decode()
+    page = staff_client.get("/demands/").content.decode()
+    assert "到期" in page and "即将超时" in page  # the badge and the "breaching soon" filter
