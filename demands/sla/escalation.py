@@ -41,7 +41,12 @@ def sla_tick(*, now: datetime, limit: int = BATCH) -> dict[str, int]:
     result = {"retimed": retime_batch(now=now), "checked": 0, "reminded": 0, "fired": 0}
     due = list(Demand.objects.filter(sla_check_at__lte=now).order_by("sla_check_at", "id").values_list("pk", flat=True)[:limit])
     for pk in due:
-        outcome = _handle(pk, now)
+        try:
+            outcome = _handle(pk, now)
+        except Exception:  # one demand's failure (a deleted team…) must not hold up the others
+            logger.exception("SLA timer failed for demand %s", pk)
+            result["failed"] = result.get("failed", 0) + 1
+            continue
         if outcome is not None:
             result["checked"] += 1
             result["reminded"] += outcome[0]

@@ -160,8 +160,8 @@ def refresh(demand, now: datetime, *, rematch: bool = False, done: set[int] | No
         demand.sla_paused_at = None
         fields += ["sla_paused_at", "sla_paused_seconds"]
     policy = book.match(demand) if rematch or demand.sla_policy_id is None else book.get(demand.sla_policy_id)
-    if policy is None and demand.sla_policy_id is None:
-        return fields
+    if policy is None and demand.sla_policy_id is None and not demand.sla_state:
+        return fields  # never had an SLA (or its policy was deleted and it is cleared already)
     before = demand.sla_state
     if policy is None:
         store(demand, None, None, check_at=None)

@@ -237,3 +237,12 @@ def test_the_monitor_tick_runs_the_timer(clock, staff_user):
     assert result.steps["sla"]["checked"] == 1
     demand.refresh_from_db()
     assert demand.sla_state == SlaState.BREACHED
+
+
+def test_deleting_a_policy_clears_the_sla_of_its_open_demands(clock):
+    policy = make_policy()
+    demand = ingest()
+    policy.delete()
+    sla_tick(now=clock.advance(minutes=1))
+    demand.refresh_from_db()
+    assert (demand.sla_policy, demand.sla_state, demand.sla_due_at, demand.sla_check_at) == (None, "", None, None)
