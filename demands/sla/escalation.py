@@ -20,15 +20,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.utils import translation
 from django.utils.translation import gettext as _
 
 from .. import history, live, notifications, services
 from ..models import CLOSED_STATUSES, PRIORITY_RANK, Demand, DemandEvent, Notification, SlaState, Status, Team
 from .models import EscalationFiring, EscalationStep, SlaRetime
 from .policies import Policy, Step, book
-from .timers import REMINDER_GRACE, SLA_FIELDS, _check_at, done_steps, read, refresh, step_time, store
+from .timers import REMINDER_GRACE, SLA_FIELDS, next_check_at, done_steps, read, refresh, step_time, store
 
 logger = logging.getLogger(__name__)
 BATCH = 200  # demands looked at per tick; the rest next tick, soonest first
@@ -37,7 +39,13 @@ _SAVED = [name for name in SLA_FIELDS if name not in ("sla_paused_at", "sla_paus
 
 
 def sla_tick(*, now: datetime, limit: int = BATCH) -> dict[str, int]:
-    """One pass: re-time a batch after a policy change, then every demand whose timer is due."""
+    """One pass: re-time a batch after a policy change, then every demand whose timer is due.
+    Texts (history, in-page notifications) are in the deployment's language, whichever thread runs it."""
+    with translation.override(settings.LANGUAGE_CODE):
+        return _tick(now=now, limit=limit)
+
+
+def _tick(*, now: datetime, limit: int) -> dict[str, int]:
     result = {"retimed": retime_batch(now=now), "checked": 0, "reminded": 0, "fired": 0}
     due = list(Demand.objects.filter(sla_check_at__lte=now).order_by("sla_check_at", "id").values_list("pk", flat=True)[:limit])
     for pk in due:
@@ -79,7 +87,7 @@ def _handle(pk: int, now: datetime) -> tuple[int, int] | None:
                and step_time(demand, policy, step.after_minutes) <= now]
         claimed = _claim(demand, due, now)
         done |= {step.id for step in due}
-        store(demand, policy, reading, check_at=_check_at(demand, policy, reading, done))
+        store(demand, policy, reading, check_at=next_check_at(demand, policy, reading, done))
         demand.save(update_fields=_SAVED)
         events, notified = [], []
         if reading.state != before and reading.state in (SlaState.AT_RISK, SlaState.BREACHED):

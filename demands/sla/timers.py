@@ -101,7 +101,7 @@ def stamp(demands: list, now: datetime) -> None:
             fresh = _Fresh(received_at=demand.received_at)
             reading = read(fresh, policy, now)
             values = (policy.id, reading.state, reading.respond_by, reading.resolve_by, reading.due_at,
-                      _check_at(fresh, policy, reading, set()))
+                      next_check_at(fresh, policy, reading, set()))
             if demand.received_at == now:
                 timed[policy.id] = values
         (demand.sla_policy_id, demand.sla_state, demand.respond_by, demand.resolve_by, demand.sla_due_at,
@@ -139,7 +139,7 @@ def next_step_at(demand, policy: Policy, done: set[int] | None = None) -> dateti
     return min((step_time(demand, policy, step.after_minutes) for step in steps if step.id not in done), default=None)
 
 
-def _check_at(demand, policy: Policy, reading: Reading, done: set[int] | None = None) -> datetime | None:
+def next_check_at(demand, policy: Policy, reading: Reading, done: set[int] | None = None) -> datetime | None:
     """When the tick must look: the next state change or the next escalation step still to come."""
     moments = [m for m in (reading.next_at, next_step_at(demand, policy, done)) if m is not None]
     return min(moments, default=None)
@@ -169,7 +169,7 @@ def refresh(demand, now: datetime, *, rematch: bool = False, done: set[int] | No
         if policy.id != demand.sla_policy_id:
             demand.sla_state = ""  # a new policy's state starts from its own targets
         reading = read(demand, policy, now)
-        check_at = _check_at(demand, policy, reading, done)
+        check_at = next_check_at(demand, policy, reading, done)
         if reading.state in (SlaState.AT_RISK, SlaState.BREACHED) and reading.state != before and demand.status not in CLOSED_STATUSES:
             reading = Reading(before if before in (SlaState.AT_RISK, SlaState.BREACHED) else SlaState.ON_TRACK,
                               reading.respond_by, reading.resolve_by, reading.due_at, reading.next_at)

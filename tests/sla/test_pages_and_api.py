@@ -3,6 +3,7 @@
 from datetime import timedelta, timezone
 
 import pytest
+from django.utils import translation
 from django.contrib.auth.models import Permission
 
 from demands import services
@@ -136,3 +137,4 @@ def test_the_sla_pages_and_badge_are_in_chinese(clock, staff_client, staff_user)
     assert "SLA 策略" in staff_client.get("/sla/").content.decode()
     page = staff_client.get("/demands/").content.decode()
     assert "到期" in page and "即将超时" in page  # the badge and the "breaching soon" filter
+    translation.activate("en")  # the request's language stays active in this thread
