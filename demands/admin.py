@@ -247,6 +247,7 @@ class UserPreferenceAdmin(admin.ModelAdmin):
 
 
 from .monitoring import admin as _monitoring_admin  # noqa: E402,F401  (monitoring and alerting, issue 4)
+from .sla import admin as _sla_admin  # noqa: E402,F401  (SLA policies and escalation, issue 17)
 # The admin has its own login page: throttle it like the dashboard's, with the same counter.
 admin.site.login_form = ThrottledAdminAuthenticationForm
 # Internal monitoring tables stay off the admin index (demands/config/admin_index.py).

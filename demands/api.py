@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from . import selectors, services
 from .models import Demand
+from .sla.selectors import sla_json
 from .access import api_staff_required
 
 API_MAX_LIMIT = 500
@@ -58,6 +59,7 @@ def demand_json(demand: Demand) -> dict:
         "received_at": demand.received_at.isoformat(),
         "updated_at": demand.updated_at.isoformat(),
         "archived_at": demand.archived_at.isoformat() if demand.archived_at else None,
+        "sla": sla_json(demand),  # {"policy", "respond_by", "resolve_by", "due_at", "state"}, or null
     }
 
 
@@ -67,6 +69,7 @@ def event_json(event) -> dict:
         "kind": event.kind,
         "actor": _user_json(event.actor),
         "rule": {"id": event.rule_id, "name": event.rule.name} if event.rule_id and event.rule else None,
+        "sla_policy": {"id": event.sla_policy_id, "name": event.sla_policy.name} if event.sla_policy_id and event.sla_policy else None,
         "old": event.old_value,
         "new": event.new_value,
         "body": event.body,

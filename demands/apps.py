@@ -20,6 +20,13 @@ class DemandsConfig(AppConfig):
         post_save.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-save")
         post_delete.connect(RuleBook.invalidate_all, sender=Rule, dispatch_uid="rules-invalidate-delete")
 
+        from .models import EscalationStep, SlaPolicy
+        from .sla.policies import policy_changed
+
+        for model in (SlaPolicy, EscalationStep):  # reload the cached policies, re-time open demands
+            post_save.connect(policy_changed, sender=model, dispatch_uid=f"sla-changed-save-{model.__name__}")
+            post_delete.connect(policy_changed, sender=model, dispatch_uid=f"sla-changed-delete-{model.__name__}")
+
         from .pipeline.grouping import known_groups
         from .models import DemandGroup
 

@@ -12,16 +12,17 @@ from __future__ import annotations
 from django.contrib.auth import get_user_model
 
 from .models import Demand, DemandEvent, Rule, Team
-from .notifications import display_name
+from .notifications import acting_sla_policy_id, display_name
 
 VALUE_CHARS = 200  # old/new values are kept this long
 
 
 def record(demand: Demand, kind: str, actor, old, new, *, body: str = "", rule=None) -> DemandEvent:
-    """One change after ingest, by a person or (actor None) the system."""
+    """One change after ingest, by a person or (actor None) the system — an SLA policy's step
+    when one is acting (`notifications.acting_for_sla_policy`)."""
     return DemandEvent.objects.create(
         demand=demand, kind=kind, actor=actor, rule=rule, old_value=str(old)[:VALUE_CHARS],
-        new_value=str(new)[:VALUE_CHARS], body=body,
+        new_value=str(new)[:VALUE_CHARS], body=body, sla_policy_id=acting_sla_policy_id() if actor is None else None,
     )
 
 
@@ -37,7 +38,7 @@ RULE_CHANGE_KINDS = {"priority": DemandEvent.Kind.PRIORITY, "tags": DemandEvent.
 def entries(demand: Demand) -> list[DemandEvent]:
     """Everything that happened to the demand, oldest first: what rules changed when it was
     stored (kept on its row, shown as unsaved entries without an id), then its DemandEvent rows."""
-    return rule_change_events(demand) + list(demand.events.select_related("actor", "rule").order_by("id"))
+    return rule_change_events(demand) + list(demand.events.select_related("actor", "rule", "sla_policy").order_by("id"))
 
 
 def rule_change_events(demand: Demand) -> list[DemandEvent]:

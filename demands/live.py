@@ -166,6 +166,7 @@ def row_payload(demand, *, is_new: bool = True, language: str | None = None, lan
         "tags": list(demand.tags or []),
         "archived": demand.archived_at is not None,  # lists show live demands unless asked (archive/scope.py)
         "received_at": demand.received_at.isoformat(),
+        "sla_state": demand.sla_state, "sla_due_at": demand.sla_due_at.isoformat() if demand.sla_due_at else None,
         "html": render_in(languages, "demands/list.html#row", {"demand": demand, "is_new": is_new}),
     }
 

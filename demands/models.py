@@ -14,6 +14,15 @@ class Status(models.TextChoices):
     RESOLVED = "resolved", _("Resolved")
     REJECTED = "rejected", _("Rejected")
     DUPLICATE = "duplicate", _("Duplicate")
+    WAITING = "waiting", _("Waiting on reporter")
+
+
+class SlaState(models.TextChoices):
+    ON_TRACK = "on_track", _("On track")
+    AT_RISK = "at_risk", _("At risk")
+    BREACHED = "breached", _("Breached")
+    MET = "met", _("Met")
+    PAUSED = "paused", _("Paused")
 
 
 class Priority(models.TextChoices):
@@ -23,11 +32,14 @@ class Priority(models.TextChoices):
     LOW = "low", _("Low")
 
 
-# Allowed status changes. Reopen (back to triaged) is allowed from every closed state.
+# Allowed status changes. Reopen (back to triaged) is allowed from every closed state. Waiting on
+# the reporter is open; it stops the SLA clock (demands.sla.timers) until the demand moves on.
+_WORK = {Status.TRIAGED, Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.DUPLICATE}
 TRANSITIONS: dict[str, set[str]] = {
-    Status.NEW: {Status.TRIAGED, Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.DUPLICATE},
-    Status.TRIAGED: {Status.IN_PROGRESS, Status.RESOLVED, Status.REJECTED, Status.DUPLICATE},
-    Status.IN_PROGRESS: {Status.TRIAGED, Status.RESOLVED, Status.REJECTED, Status.DUPLICATE},
+    Status.NEW: _WORK | {Status.WAITING},
+    Status.TRIAGED: _WORK - {Status.TRIAGED} | {Status.WAITING},
+    Status.IN_PROGRESS: _WORK - {Status.IN_PROGRESS} | {Status.WAITING},
+    Status.WAITING: set(_WORK),
     Status.RESOLVED: {Status.TRIAGED},
     Status.REJECTED: {Status.TRIAGED},
     Status.DUPLICATE: {Status.TRIAGED},
@@ -138,6 +150,19 @@ class Demand(models.Model):
     # Set when the demand leaves the working set (demands/archive): hidden from default lists, the
     # live stream and the header counts; still in its group and in monitoring. Null = live.
     archived_at = models.DateTimeField(_("archived at"), null=True, blank=True)
+    # Its SLA (demands.sla): set at ingest and by the services, moved on by the monitor's tick.
+    # The clock starts at received_at; time waiting on the reporter is added to every due time.
+    sla_policy = models.ForeignKey(
+        "SlaPolicy", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("SLA policy"),
+        db_index=False,
+    )
+    sla_state = models.CharField(_("SLA state"), max_length=16, choices=SlaState.choices, blank=True)
+    respond_by = models.DateTimeField(_("respond by"), null=True, blank=True)
+    resolve_by = models.DateTimeField(_("resolve by"), null=True, blank=True)
+    sla_due_at = models.DateTimeField(_("SLA due"), null=True, blank=True, help_text=_("The next target still open."))
+    sla_check_at = models.DateTimeField(null=True, blank=True, editable=False)  # when the timer looks next
+    sla_paused_at = models.DateTimeField(null=True, blank=True, editable=False)
+    sla_paused_seconds = models.FloatField(default=0, editable=False)  # business time waited on the reporter
 
     class Meta:
         ordering = ["-id"]
@@ -165,6 +190,10 @@ class Demand(models.Model):
             # The unfiltered list, and `?archived=only` (and the purge's walk).
             models.Index(fields=["-id"], name="demand_live_id", condition=LIVE),
             models.Index(fields=["-id"], name="demand_archived_id", condition=models.Q(archived_at__isnull=False)),
+            # Partial: demands without an SLA (most, without policies) cost these nothing on insert.
+            models.Index(fields=["sla_check_at"], name="demand_sla_check", condition=models.Q(sla_check_at__isnull=False)),
+            models.Index(fields=["sla_due_at", "id"], name="demand_sla_due", condition=models.Q(sla_due_at__isnull=False)),
+            models.Index(fields=["sla_policy"], name="demand_sla_policy", condition=models.Q(sla_policy__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -190,6 +219,8 @@ class DemandEvent(models.Model):
         DUPLICATE = "duplicate", _("Marked as duplicate")
         COMMENT = "comment", _("Comment")
         ARCHIVE = "archive", _("Archived or restored")
+        SLA = "sla", _("SLA state changed")
+        ESCALATION = "escalation", _("Escalated")
 
     # Indexes: (demand, id) below serves the demand's history and its deletes; actor only where
     # set (rules' entries, written at ingest, have none and skip that index).
@@ -210,6 +241,11 @@ class DemandEvent(models.Model):
     old_value = models.CharField(_("old value"), max_length=200, blank=True)
     new_value = models.CharField(_("new value"), max_length=200, blank=True)
     body = models.TextField(_("comment"), blank=True)
+    # The system acting for an SLA policy (its escalation steps): shown as "SLA policy “X”".
+    sla_policy = models.ForeignKey(
+        "SlaPolicy", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", verbose_name=_("SLA policy"),
+        db_index=False,
+    )
     created_at = models.DateTimeField(_("at"), default=timezone.now)
 
     class Meta:
@@ -219,6 +255,7 @@ class DemandEvent(models.Model):
         indexes = [
             models.Index(fields=["demand", "id"], name="event_demand_id"),
             models.Index(fields=["actor"], name="event_actor", condition=models.Q(actor__isnull=False)),
+            models.Index(fields=["sla_policy"], name="event_sla_policy", condition=models.Q(sla_policy__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -343,3 +380,5 @@ from .monitoring.amqp_samples import *  # noqa: E402,F401,F403
 from .groups.models import *  # noqa: E402,F401,F403
 # Notifications outside the browser: channels, subscriptions, follows, the outbox (demands/outbound).
 from .outbound.models import *  # noqa: E402,F401,F403
+# SLA policies, escalation steps and their firings (issue 17).
+from .sla.models import *  # noqa: E402,F401,F403

@@ -9,6 +9,9 @@ but the assignee and the actor) and the text are the same whoever made it. Calle
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -25,12 +28,38 @@ def display_name(user) -> str:
     return user.get_full_name() or user.get_username()
 
 
+# The SLA policy the system is acting for (its escalation steps), as (id, name): history entries
+# and notifications made meanwhile by the services name it instead of "a rule".
+_acting_policy: contextvars.ContextVar[tuple[int, str] | None] = contextvars.ContextVar("acting_sla_policy", default=None)
+
+
+@contextmanager
+def acting_for_sla_policy(policy_id: int, name: str):
+    token = _acting_policy.set((policy_id, name))
+    try:
+        yield
+    finally:
+        _acting_policy.reset(token)
+
+
+def acting_sla_policy_id() -> int | None:
+    acting = _acting_policy.get()
+    return acting[0] if acting else None
+
+
+def sla_policy_label(name: str) -> str:
+    return _("SLA policy “%(name)s”") % {"name": name}
+
+
 def actor_label(*, actor=None, rule_name: str | None = None) -> str:
-    """Who did it: a person, a named rule, or the system (a rule or an alert without a name)."""
+    """Who did it: a person, a named rule, an SLA policy, or the system (a rule or an alert without a name)."""
     if actor is not None:
         return display_name(actor)
     if rule_name:
         return _("Rule “%(name)s”") % {"name": rule_name}
+    acting = _acting_policy.get()
+    if acting:
+        return sla_policy_label(acting[1])
     return _("A rule")
 
 

@@ -20,14 +20,15 @@ from django.utils import timezone
 
 from . import history
 from .archive import scope as archive_scope
+from .sla import selectors as sla_selectors
 from .models import (
     PRIORITY_RANK, Demand, DemandEvent, Notification, Priority, SavedView, Status, Team, UserPreference,
 )
 
 MAX_FILTER_CHARS = 200
-SORTS = ("newest", "oldest", "priority")
+SORTS = ("newest", "oldest", "priority", "due")
 # Parameters that make up a list's filters (and a saved view); everything else is navigation.
-FILTER_PARAMS = ("status", "priority", "type", "source", "search", "assignee", "team", "tag", "group", "date_from", "date_to", "sort", "archived")
+FILTER_PARAMS = ("status", "priority", "type", "source", "search", "assignee", "team", "tag", "group", "date_from", "date_to", "sort", "archived", "sla")
 
 
 def _parse_date(value: str) -> date | None:
@@ -52,6 +53,7 @@ class DemandFilters:
     date_to: str = ""
     sort: str = ""
     archived: str = ""  # "" live demands only, "include" or "only" (demands/archive/scope.py)
+    sla: str = ""  # "breaching_soon" or "breached" (demands.sla.selectors)
     # Resolved for the requesting user ("me" → their id, "mine" → their teams).
     assignee_id: int | None = field(default=None, compare=False, repr=False)
     team_ids: tuple[int, ...] | None = field(default=None, compare=False, repr=False)
@@ -73,6 +75,7 @@ class DemandFilters:
             values["status"] = ""
         if values["priority"] not in Priority.values:
             values["priority"] = ""
+        values["sla"] = sla_selectors.clean(values["sla"])
         if values["sort"] not in SORTS or values["sort"] == "newest":
             values["sort"] = ""
         for name in ("date_from", "date_to"):
@@ -110,7 +113,7 @@ class DemandFilters:
         for name in ("date_from", "date_to"):
             if params.get(name) and _parse_date(params[name]) is None:
                 problems.append(f"{name} must be a date like 2025-04-05")
-        return problems + archive_scope.errors(params)
+        return problems + archive_scope.errors(params) + sla_selectors.errors(params)
 
     # -- SQL ----------------------------------------------------------------------------------
     def _day_start(self, value: str) -> datetime:
@@ -156,7 +159,7 @@ class DemandFilters:
             # for searches of three characters or more, Chinese included; shorter ones have no
             # trigram, so they are matched row by row, newest first, until a page is full.
             queryset = queryset.filter(Q(content__search_contains=self.search) | Q(message_id=self.search))
-        return queryset
+        return sla_selectors.apply(queryset, self.sla)
 
     # -- broadcast rows -------------------------------------------------------------------------
     def matches(self, row: dict) -> bool:
@@ -178,6 +181,8 @@ class DemandFilters:
         if self.tag and self.tag not in row["tags"]:
             return False
         if self.group and row["group_id"] != int(self.group):
+            return False
+        if self.sla and not sla_selectors.row_matches(row, self.sla):
             return False
         if self.date_from or self.date_to:
             received = datetime.fromisoformat(row["received_at"])
@@ -223,8 +228,10 @@ class DemandPage:
 
 def demand_page(*, filters: DemandFilters, before: str | int | None = None, limit: int = 50) -> DemandPage:
     """One page in the filters' sort order. `before` is the cursor from the previous page."""
-    queryset = filters.apply(Demand.objects.select_related("assignee", "team"))
+    queryset = filters.apply(Demand.objects.select_related("assignee", "team", "sla_policy"))
     cursor = str(before) if before not in (None, "") else None
+    if filters.sort == "due":
+        return DemandPage(*sla_selectors.due_page(queryset, cursor, limit), is_first=cursor is None)
     if filters.sort == "priority":
         return _priority_page(queryset, cursor, limit)
     if filters.sort == "oldest":
@@ -318,7 +325,7 @@ def demand_count(*, filters: DemandFilters, cap: int = 10_000) -> tuple[int, boo
 
 
 def demand_get(*, pk: int) -> Demand:
-    return Demand.objects.select_related("assignee", "team", "group", "duplicate_of").get(pk=pk)
+    return Demand.objects.select_related("assignee", "team", "group", "duplicate_of", "sla_policy").get(pk=pk)
 
 
 def demand_find(*, pk) -> Demand | None:

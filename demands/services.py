@@ -21,6 +21,7 @@ from django.utils.translation import gettext as _
 from . import history, live, notifications
 from .access import can_triage, is_staff
 from .outbound import follows
+from .sla import timers as sla_timers
 from .models import (
     CLOSED_STATUSES,
     TRANSITIONS,
@@ -97,6 +98,7 @@ def _after_commit(demand: Demand, events: list[DemandEvent], notified: list[Noti
 
 
 _record = history.record
+_sla = sla_timers.refresh  # after every change: the demand's SLA (paused, re-matched, re-timed)
 
 
 @transaction.atomic
@@ -127,6 +129,7 @@ def demand_change_status(*, demand: Demand, status: str, actor, expected_version
     if old == Status.DUPLICATE and status != Status.DUPLICATE:
         demand.duplicate_of = None
         fields.append("duplicate_of")
+    fields += _sla(demand, now)
     demand.save(update_fields=fields)
     event = _record(demand, DemandEvent.Kind.STATUS, actor, old, status)
     _after_commit(demand, [event])
@@ -143,7 +146,9 @@ def demand_set_priority(*, demand: Demand, priority: str, actor, expected_versio
         return demand
     old = demand.priority
     demand.priority = priority
-    demand.save(update_fields=["priority", *_touch(demand, timezone.now(), actor)])
+    now = timezone.now()
+    fields = ["priority", *_touch(demand, now, actor)]
+    demand.save(update_fields=fields + _sla(demand, now, rematch=True))
     event = _record(demand, DemandEvent.Kind.PRIORITY, actor, old, priority)
     _after_commit(demand, [event])
     return demand
@@ -178,7 +183,8 @@ def demand_assign(
         tell_team = team
     if not fields:
         return demand
-    demand.save(update_fields=[*fields, *_touch(demand, now, actor)])
+    fields += _touch(demand, now, actor)
+    demand.save(update_fields=fields + _sla(demand, now, rematch="team" in fields))
     # After the row is saved: outbound routing reads the demand's new team.
     notified = notifications.save(notifications.for_assignment(
         demand=demand, who=notifications.actor_label(actor=actor), assignee_id=getattr(tell_assignee, "pk", None),
@@ -206,9 +212,10 @@ def demand_comment(*, demand: Demand, body: str, actor) -> DemandEvent:
         follows.follow(user=actor, demand=demand)
     fields = ["updated_at"]
     demand.updated_at = timezone.now()
-    if demand.first_action_at is None:
+    if demand.first_action_at is None and actor is not None:  # a person's reply is the first response
         demand.first_action_at = demand.updated_at
         fields.append("first_action_at")
+        fields += _sla(demand, demand.updated_at)
     demand.save(update_fields=fields)  # a comment does not bump the version: it overwrites nothing
     _after_commit(demand, [event], notified)
     return event
@@ -229,7 +236,8 @@ def demand_mark_duplicate(*, demand: Demand, original: Demand, actor, expected_v
     demand.status = Status.DUPLICATE
     now = timezone.now()
     demand.resolved_at = now
-    demand.save(update_fields=["duplicate_of", "status", "resolved_at", *_touch(demand, now, actor)])
+    fields = ["duplicate_of", "status", "resolved_at", *_touch(demand, now, actor)]
+    demand.save(update_fields=fields + _sla(demand, now))
     events = [_record(demand, DemandEvent.Kind.DUPLICATE, actor, f"#{old_original}" if old_original else "", f"#{original.pk}")]
     if old_status != Status.DUPLICATE:
         events.append(_record(demand, DemandEvent.Kind.STATUS, actor, old_status, Status.DUPLICATE))

@@ -33,4 +33,5 @@ urlpatterns = [
     path("", include("demands.intake.urls")),  # HTTP ingest (/api/ingest/) and the dead-letter work queue (/rejected/)
     path("", include("demands.triage.urls")),  # one-step triage: every field and a comment in one post
     path("", include("demands.outbound.urls")),  # one-click links (/act/…), Follow, notification settings and delivery log
+    path("", include("demands.sla.urls")),  # SLA policies (/sla/…)
 ]

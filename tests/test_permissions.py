@@ -22,6 +22,7 @@ from demands.intake import dlq
 from demands.pipeline.persist import persist_batch
 from demands.models import Demand, DemandEvent, DemandGroup, Follow, Notification, RejectedMessage, SavedView, Status, Subscription, UserPreference
 from demands.monitoring.models import Alert, AlertRule, Silence
+from demands.sla.models import SlaPolicy
 
 from .conftest import REFERENCE, record, role
 
@@ -94,6 +95,7 @@ API_WRITE = "api-write"  # JSON change to a demand; triagers and admins only, 40
 DLQ_WRITE = "dlq-write"  # form POST on a rejected message; triagers and admins; viewers 403
 ALERT_WRITE = "alert-write"  # acknowledge, silence, end a silence; triagers and admins; viewers 403
 MACHINE = "machine"  # probes: the same answer for everybody, never a login redirect
+POLICY_EDIT = "policy-edit"  # SLA policy forms: staff allowed to change policies (admins here); other staff 403
 METRICS = "metrics"  # Prometheus: staff sessions or the bearer token; 401 (not a login page) for others
 
 
@@ -103,6 +105,11 @@ class Row:
     kind: str
     data: Callable[[World], dict] = lambda w: {}
     effect: Callable[[World], bool] | None = None  # did the write happen?
+
+
+def sla_policy_form(name: str) -> dict:
+    return {"name": name, "order": "1", "priorities": ["urgent"], "respond_minutes": "30", "at_risk_percent": "80",
+            "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0", "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "1000"}
 
 
 def demand_field(name, value):
@@ -164,6 +171,11 @@ MATRIX: dict[str, list[Row]] = {
     "monitoring/alerts/<int:pk>/acknowledge/": [Row("post", ALERT_WRITE, effect=lambda w: Alert.objects.get(pk=w.alert.pk).acknowledged_at is not None)],
     "monitoring/alerts/<int:pk>/silence/": [Row("post", ALERT_WRITE, lambda w: {"minutes": "30"}, lambda w: Silence.objects.count() == 2)],
     "monitoring/silences/<int:pk>/expire/": [Row("post", ALERT_WRITE, effect=lambda w: Silence.objects.get(pk=w.silence.pk).ends_at <= __import__("django.utils.timezone").utils.timezone.now())],
+    "sla/": [Row("get", PAGE)],
+    "sla/new/": [Row("get", POLICY_EDIT), Row("post", POLICY_EDIT, lambda w: sla_policy_form("Gold"),
+                                              lambda w: SlaPolicy.objects.filter(name="Gold").exists())],
+    "sla/<int:pk>/": [Row("get", POLICY_EDIT), Row("post", POLICY_EDIT, lambda w: sla_policy_form("Renamed"),
+                                                   lambda w: SlaPolicy.objects.filter(name="Renamed").exists())],
     "metrics": [Row("get", METRICS)],  # METRICS_TOKEN for scrapers, METRICS_PUBLIC=1 opens it (MONITORING.md)
     # demands/outbound: settings, delivery log, Follow, and the one-click link (a team channel's:
     # it names no user, so it acts as whoever signs in; a viewer is refused like an alert write).
@@ -213,6 +225,8 @@ def url_of(route: str, world: World) -> str:
         from demands.outbound import links
 
         return "/" + route.replace("<str:token>", links.token(user_id=None, demand_id=world.demand.pk, action="claim"))
+    elif route.startswith("sla/"):
+        pk = SlaPolicy.objects.get_or_create(name="Urgent", defaults={"match_priorities": "urgent", "respond_minutes": 30})[0].pk
     else:
         pk = world.demand.pk
     return "/" + route.replace("<int:pk>", str(pk))
@@ -271,6 +285,14 @@ def test_permission_matrix(django_user_model, monkeypatch, route, row, role_name
         else:
             assert response.status_code == (302 if triager else 403)
         assert row.effect(world) is triager
+    elif row.kind == POLICY_EDIT:
+        may = role_name == "admin"
+        if not staff:
+            assert to_login
+        else:
+            assert response.status_code == ((302 if row.method == "post" else 200) if may else 403)
+        if row.effect is not None:
+            assert row.effect(world) is may
     elif row.kind == METRICS:
         assert response.status_code == (200 if staff else 401)
     elif row.kind == MACHINE:

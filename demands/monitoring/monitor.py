@@ -3,7 +3,8 @@
 A tick rolls up new history events (resolutions, time to first action), snapshots the backlog,
 samples consumer lag and the cluster's state from the broker (through the probe child, so a
 librdkafka crash there costs one sample, never this process), RabbitMQ's queues when configured
-(amqp.py), evaluates the alert rules, sends due notifications (alerts', and people's from demands/outbound), prunes old buckets now and then,
+(amqp.py), evaluates the alert rules, moves the SLA timers on (reminders, escalation steps:
+demands.sla.escalation), sends due notifications (alerts', and people's from demands/outbound), prunes old buckets now and then,
 and pushes the summary and charts to browsers (rendered once in each language read, see
 `_broadcast`). Each step stands alone:
 a broker outage skips the lag sample (lag rules then change nothing) but the rest still runs.
@@ -31,6 +32,7 @@ from django.utils import timezone, translation
 
 from demands.archive.services import archive_due
 from demands.kafka import OutageLog
+from demands.sla.escalation import sla_tick
 
 from ..outbound.dispatch import deliver_due as deliver_notifications
 from . import conf, live
@@ -117,6 +119,7 @@ class Monitor:
             result.errors["amqp"] = repr(exc)
         step("alerts", lambda: evaluate_rules(now=now))
         step("archive", lambda: archive_due(now=now).archived)  # one bounded batch of closed, old demands
+        step("sla", lambda: sla_tick(now=now))  # SLA states, reminders and escalation steps (demands.sla)
         if deliver:
             step("deliveries", lambda: process_deliveries(now=now))
             step("notifications", lambda: deliver_notifications(now=now))

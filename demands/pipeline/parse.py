@@ -64,6 +64,13 @@ class NewDemand:
     rule_changes: list = field(default_factory=list)  # what apply_rules changed, as stored (see Demand)
     origin: dict | None = None  # a DLQ replay's trace (see Demand.origin)
     archived_at: datetime | None = None  # set by a rule that archives on arrival (known noise)
+    # Its SLA (demands.sla.timers.stamp), set when the batch is stored: the clock starts then.
+    sla_policy_id: int | None = None
+    sla_state: str = ""
+    respond_by: datetime | None = None
+    resolve_by: datetime | None = None
+    sla_due_at: datetime | None = None
+    sla_check_at: datetime | None = None
     pk: int | None = None
     row: tuple | None = None  # database values of STATIC_COLUMNS, built once (in the parser thread)
 
@@ -74,7 +81,8 @@ class NewDemand:
 
 # NewDemand's columns in insert order; the other columns take their model default. Those set when
 # the batch is stored come last; the rest (STATIC_COLUMNS) are ready before, in `NewDemand.row`.
-STORE_COLUMNS = ("received_at", "group_id")
+STORE_COLUMNS = ("received_at", "group_id", "sla_policy_id", "sla_state", "respond_by", "resolve_by", "sla_due_at", "sla_check_at")
+store_values = operator.attrgetter(*STORE_COLUMNS)
 STATIC_COLUMNS = tuple(f.name for f in fields(NewDemand) if f.name not in ("pk", "row", *STORE_COLUMNS))
 ROW_COLUMNS = STATIC_COLUMNS + STORE_COLUMNS
 JSON_COLUMNS = {"tags", "extra", "rule_changes", "origin"}

@@ -27,8 +27,9 @@ from ..monitoring.flow import record_batch_flow
 from ..outbound import ingest as outbound_ingest
 from . import grouping
 from ..groups.arrivals import settle_arrivals
+from ..sla.timers import stamp as stamp_sla
 from .grouping import assign_groups
-from .parse import ROW_COLUMNS, IncomingMessage, NewDemand, ParsedBatch, current_rules, parse_batch, prepare_demands
+from .parse import ROW_COLUMNS, IncomingMessage, NewDemand, ParsedBatch, current_rules, parse_batch, prepare_demands, store_values
 from .rules import RuleBook, RuleChange
 
 
@@ -56,6 +57,7 @@ def persist_batch(batch: list[IncomingMessage] | ParsedBatch, *, rulebook: RuleB
     now = timezone.now()
     for demand in demands:  # also undoes what an earlier, failed attempt to store them set
         demand.received_at, demand.group_id, demand.pk = now, None, None
+    stamp_sla(demands, now)  # policies from the per-process cache: no query per batch
     fingerprints = {id(demand): print_ for demand, (_, _, print_) in zip(demands, parsed.valid, strict=True)}
 
     with transaction.atomic(savepoint=False):
@@ -140,7 +142,7 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
             # COPY carries only what differs per row; the defaults go into the INSERT once.
             with raw.copy(f"COPY demand_ingest_staging ({staged}) FROM STDIN") as copy:
                 for demand in batch:
-                    copy.write_row((*demand.row, demand.received_at, demand.group_id))
+                    copy.write_row((*demand.row, *store_values(demand)))
             constants = ", ".join(["%s"] * len(default_values))
             raw.execute(
                 f"INSERT INTO {table} ({column_list}) SELECT {staged}{', ' if constants else ''}{constants} "
@@ -161,7 +163,7 @@ def _insert_demands(batch: list[NewDemand]) -> dict[tuple[str, str], int]:
                 params = [
                     adapt(value) if isinstance(value, datetime) else value
                     for demand in part
-                    for value in (*demand.row, demand.received_at, demand.group_id, *default_values)
+                    for value in (*demand.row, *store_values(demand), *default_values)
                 ]
                 cursor.execute(
                     f"INSERT INTO {table} ({column_list}) VALUES {', '.join([placeholders] * len(part))} {conflict}", params

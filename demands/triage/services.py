@@ -18,7 +18,8 @@ from django.utils.translation import gettext as _
 
 from .. import history, notifications
 from ..models import CLOSED_STATUSES, TRANSITIONS, Demand, DemandEvent, Notification, Priority, Status
-from ..services import MAX_COMMENT_CHARS, UNCHANGED, InvalidTransition, TriageError, _after_commit, _check_actor, _touch
+from ..outbound import follows
+from ..services import MAX_COMMENT_CHARS, UNCHANGED, InvalidTransition, TriageError, _after_commit, _check_actor, _sla, _touch
 
 FIELDS = ("status", "priority", "assignee", "team")
 # Which history entries say a field was changed (a duplicate marking changes the status).
@@ -78,11 +79,13 @@ def demand_triage(
         if comment:
             outcome.comment = history.record(current, DemandEvent.Kind.COMMENT, actor, "", "", body=comment)
             events.append(outcome.comment)
-            if current.assignee_id and current.assignee_id != getattr(actor, "pk", None):
-                notified += notifications.save([notifications.build(
-                    user_id=current.assignee_id, demand=current, who=notifications.actor_label(actor=actor),
-                    what=notifications.commented(current.pk), kind=Notification.Kind.COMMENT,
-                )])
+            who = notifications.actor_label(actor=actor)
+            notified += notifications.save([notifications.build(  # the assignee and the followers, as services.demand_comment
+                user_id=user_id, demand=current, who=who, what=notifications.commented(current.pk),
+                kind=Notification.Kind.COMMENT,
+            ) for user_id in follows.comment_recipients(demand=current, actor_id=getattr(actor, "pk", None))])
+            if actor is not None:
+                follows.follow(user=actor, demand=current)
         if not events:
             return outcome
         now = timezone.now()
@@ -94,7 +97,8 @@ def demand_triage(
             if current.first_action_at is None and actor is not None:
                 current.first_action_at = now
                 fields.append("first_action_at")
-        current.save(update_fields=fields)
+        rematch = bool({"priority", "team", "type"} & set(fields))
+        current.save(update_fields=fields + _sla(current, now, rematch=rematch))  # pause/resume, re-match, re-time
         _after_commit(current, events, notified)
     return outcome
 
