@@ -33,6 +33,18 @@ def _every_message_list(settings):
 
 
 @pytest.fixture(autouse=True)
+def _default_language():
+    # A test that renders for a Chinese reader (or a tick run in a thread that served one) must not
+    # leave this thread's language switched for the tests after it.
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache():
     cache.clear()  # facets are cached between requests
     RuleBook.invalidate_all()  # compiled rules must not outlive the test that created them

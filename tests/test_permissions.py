@@ -96,6 +96,8 @@ DLQ_WRITE = "dlq-write"  # form POST on a rejected message; triagers and admins;
 ALERT_WRITE = "alert-write"  # acknowledge, silence, end a silence; triagers and admins; viewers 403
 MACHINE = "machine"  # probes: the same answer for everybody, never a login redirect
 POLICY_EDIT = "policy-edit"  # SLA policy forms: staff allowed to change policies (admins here); other staff 403
+CONFIG = "config"  # configuration (rules, teams, API keys, alert-rule changes): users with the model permissions
+# (admins here): never refused; other staff 403; others to the login page
 METRICS = "metrics"  # Prometheus: staff sessions or the bearer token; 401 (not a login page) for others
 
 
@@ -110,6 +112,38 @@ class Row:
 def sla_policy_form(name: str) -> dict:
     return {"name": name, "order": "1", "priorities": ["urgent"], "respond_minutes": "30", "at_risk_percent": "80",
             "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0", "steps-MIN_NUM_FORMS": "0", "steps-MAX_NUM_FORMS": "1000"}
+
+
+def config_rule(w):
+    from demands.models import Rule
+
+    return Rule.objects.get_or_create(name="Route payments", defaults={"set_priority": "high", "match_keywords": "支付"})[0]
+
+
+def config_team(w):
+    from demands.models import Team
+
+    return Team.objects.get_or_create(name="Payments")[0]
+
+
+def config_key(w):
+    from demands.models import SourceApiKey
+    from demands.intake.keys import api_key_create
+
+    return SourceApiKey.objects.filter(name="widget").first() or api_key_create(name="widget", source="web_app")[0]
+
+
+def closed_first(w):
+    """Data for archiving: the demand is resolved first (only closed demands are archived)."""
+    Demand.objects.filter(pk=w.demand.pk).update(status=Status.RESOLVED)
+    return {"version": Demand.objects.get(pk=w.demand.pk).version}
+
+
+def archived_first(w):
+    from django.utils import timezone
+
+    Demand.objects.filter(pk=w.demand.pk).update(status=Status.RESOLVED, archived_at=timezone.now())
+    return {"version": Demand.objects.get(pk=w.demand.pk).version}
 
 
 def demand_field(name, value):
@@ -185,6 +219,32 @@ MATRIX: dict[str, list[Row]] = {
     "demands/<int:pk>/follow/": [Row("post", STAFF_WRITE, lambda w: {"follow": "1"}, lambda w: Follow.objects.exists())],
     "act/<str:token>/": [Row("get", PAGE), Row("post", ALERT_WRITE,
                                                effect=lambda w: Demand.objects.get(pk=w.demand.pk).assignee_id is not None)],
+    "demands/<int:pk>/triage/": [Row("post", TRIAGE, lambda w: {"priority": "urgent", "version": w.demand.version},
+                                     demand_field("priority", "urgent"))],
+    "demands/<int:pk>/archive/": [Row("post", TRIAGE, closed_first,
+                                      lambda w: Demand.objects.get(pk=w.demand.pk).archived_at is not None)],
+    "demands/<int:pk>/restore/": [Row("post", TRIAGE, archived_first,
+                                      lambda w: Demand.objects.get(pk=w.demand.pk).archived_at is None)],
+    "monitoring/rules/": [Row("get", PAGE)],
+    "monitoring/rules/new/": [Row("get", PAGE), Row("post", CONFIG, lambda w: {"name": "more lag", "kind": "time_to_drain",
+                                                                                "threshold": "600", "severity": "warning"})],
+    "monitoring/rules/<int:pk>/": [Row("get", PAGE), Row("post", CONFIG, lambda w: {"name": "renamed", "kind": w.alert.kind,
+                                                                                     "threshold": "60", "severity": "warning"})],
+    "monitoring/rules/<int:pk>/toggle/": [Row("post", CONFIG, lambda w: {"enabled": "0"},
+                                              lambda w: not AlertRule.objects.get(pk=w.alert.rule_id).enabled)],
+    "config/": [Row("get", CONFIG)],  # redirects to the first section the user may see
+    "config/rules/": [Row("get", CONFIG)],
+    "config/rules/new/": [Row("get", CONFIG), Row("post", CONFIG, lambda w: {"name": "Urgent words", "order": "5", "enabled": "on",
+                                                                             "match_keywords": "宕机", "set_priority": "urgent"})],
+    "config/rules/<int:pk>/": [Row("get", CONFIG), Row("post", CONFIG, lambda w: {"name": "Renamed rule", "order": "5", "enabled": "on",
+                                                                                  "match_keywords": "支付", "set_priority": "high"})],
+    "config/rules/<int:pk>/enabled/": [Row("post", CONFIG, lambda w: {"enabled": "0"},
+                                           lambda w: not type(config_rule(w)).objects.get(pk=config_rule(w).pk).enabled)],
+    "config/rules/<int:pk>/move/": [Row("post", CONFIG, lambda w: {"direction": "up"})],
+    "config/teams/": [Row("get", CONFIG), Row("post", CONFIG, lambda w: {"name": "Growth"})],
+    "config/teams/<int:pk>/": [Row("get", CONFIG), Row("post", CONFIG, lambda w: {"name": "Payments"})],
+    "config/api-keys/": [Row("get", CONFIG), Row("post", CONFIG, lambda w: {"name": "shop", "source": "shop", "rate_per_minute": "600", "burst": "100"})],
+    "config/api-keys/<int:pk>/revoke/": [Row("post", CONFIG, effect=lambda w: not type(config_key(w)).objects.get(pk=config_key(w).pk).is_active)],
     "healthz": [Row("get", MACHINE)],
     "readyz": [Row("get", MACHINE)],
 }
@@ -225,6 +285,14 @@ def url_of(route: str, world: World) -> str:
         from demands.outbound import links
 
         return "/" + route.replace("<str:token>", links.token(user_id=None, demand_id=world.demand.pk, action="claim"))
+    elif route.startswith("monitoring/rules/"):
+        pk = world.alert.rule_id
+    elif route.startswith("config/rules/"):
+        pk = config_rule(world).pk
+    elif route.startswith("config/teams/"):
+        pk = config_team(world).pk
+    elif route.startswith("config/api-keys/"):
+        pk = config_key(world).pk
     elif route.startswith("sla/"):
         pk = SlaPolicy.objects.get_or_create(name="Urgent", defaults={"match_priorities": "urgent", "respond_minutes": 30})[0].pk
     else:
@@ -291,6 +359,16 @@ def test_permission_matrix(django_user_model, monkeypatch, route, row, role_name
             assert to_login
         else:
             assert response.status_code == ((302 if row.method == "post" else 200) if may else 403)
+        if row.effect is not None:
+            assert row.effect(world) is may
+    elif row.kind == CONFIG:
+        may = role_name == "admin"
+        if not staff:
+            assert to_login
+        elif may:
+            assert response.status_code in (200, 302) and not to_login
+        else:
+            assert response.status_code == 403
         if row.effect is not None:
             assert row.effect(world) is may
     elif row.kind == METRICS:

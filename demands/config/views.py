@@ -8,7 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import selectors
 from ..access import staff_required
@@ -24,6 +24,7 @@ def _context(request: HttpRequest, section: str, **extra) -> dict:
             "can_change": access.can_change(request.user, section), "can_add": access.can_add(request.user, section), **extra}
 
 
+@require_GET
 @staff_required
 def index(request: HttpRequest) -> HttpResponse:
     sections = access.visible_sections(request.user)
@@ -34,6 +35,7 @@ def index(request: HttpRequest) -> HttpResponse:
 
 # -- rules -----------------------------------------------------------------------------------------
 
+@require_GET
 @config_view("rule")
 def rule_list(request: HttpRequest) -> HttpResponse:
     rules = Rule.objects.select_related("assign_to", "assign_team").order_by("order", "id")
