@@ -7,6 +7,7 @@ class DemandsConfig(AppConfig):
     verbose_name = _("Demands")
 
     def ready(self):
+        from django.conf import settings
         from django.db.models import TextField
         from django.db.models.signals import post_delete, post_save
 
@@ -27,13 +28,19 @@ class DemandsConfig(AppConfig):
             post_save.connect(policy_changed, sender=model, dispatch_uid=f"sla-changed-save-{model.__name__}")
             post_delete.connect(policy_changed, sender=model, dispatch_uid=f"sla-changed-delete-{model.__name__}")
 
+        from .models import SavedView
+        from .outbound.ingest import WatchedViews
+
+        for model in (SavedView, settings.AUTH_USER_MODEL):  # a view's notify flag, its owner's rights
+            post_save.connect(WatchedViews.invalidate, sender=model, dispatch_uid=f"watched-views-save-{model}")
+            post_delete.connect(WatchedViews.invalidate, sender=model, dispatch_uid=f"watched-views-delete-{model}")
+
         from .pipeline.grouping import known_groups
         from .models import DemandGroup
 
         post_delete.connect(known_groups.forget, sender=DemandGroup, dispatch_uid="known-groups-forget")
 
         # Open websockets outlive the rights they were opened with: close them when those go.
-        from django.conf import settings
         from django.contrib.auth.signals import user_logged_out
 
         from . import live

@@ -160,9 +160,9 @@ class Demand(models.Model):
     respond_by = models.DateTimeField(_("respond by"), null=True, blank=True)
     resolve_by = models.DateTimeField(_("resolve by"), null=True, blank=True)
     sla_due_at = models.DateTimeField(_("SLA due"), null=True, blank=True, help_text=_("The next target still open."))
-    sla_check_at = models.DateTimeField(null=True, blank=True, editable=False)  # when the timer looks next
-    sla_paused_at = models.DateTimeField(null=True, blank=True, editable=False)
-    sla_paused_seconds = models.FloatField(default=0, editable=False)  # business time waited on the reporter
+    sla_check_at = models.DateTimeField(_("SLA next check"), null=True, blank=True, editable=False)  # when the timer looks next
+    sla_paused_at = models.DateTimeField(_("SLA paused at"), null=True, blank=True, editable=False)
+    sla_paused_seconds = models.FloatField(_("SLA paused (seconds)"), default=0, editable=False)  # business time waited on the reporter
 
     class Meta:
         ordering = ["-id"]

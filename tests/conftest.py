@@ -6,6 +6,7 @@ from django.db import connections
 
 from demands.pipeline.parse import IncomingMessage
 from demands.pipeline.persist import forget_session_state
+from demands.outbound.ingest import WatchedViews
 from demands.pipeline.rules import RuleBook
 
 REFERENCE = {
@@ -48,10 +49,12 @@ def _default_language():
 def _clear_cache():
     cache.clear()  # facets are cached between requests
     RuleBook.invalidate_all()  # compiled rules must not outlive the test that created them
+    WatchedViews.invalidate()  # nor saved views that notify
     forget_session_state()  # nor group ids from a flushed database, nor staging tables rolled back
     yield
     cache.clear()
     RuleBook.invalidate_all()
+    WatchedViews.invalidate()
     forget_session_state()
 
 

@@ -21,7 +21,8 @@ from .conftest import REFERENCE, record
 LOCALE = Path(__file__).resolve().parents[1] / "locale" / "zh_Hans" / "LC_MESSAGES"
 CJK = re.compile(r"[\u4e00-\u9fff]")
 # Entries whose Chinese keeps ASCII marks on purpose: they list the characters a name may hold.
-ASCII_ON_PURPOSE = ("Letters, digits and . _ - : / only", "[[node id, host:port]", "field '%(field)s' may contain only")
+ASCII_ON_PURPOSE = ("Letters, digits and . _ - : / only", "[[node id, host:port]", "field '%(field)s' may contain only",
+                    "Like “mon-fri 09:00-18:00; sat 10:00-14:00”")  # the business-hours syntax, typed as shown
 
 
 def po_entries(path: Path) -> list[dict]:

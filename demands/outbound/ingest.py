@@ -1,7 +1,9 @@
 """What ingest adds to each stored batch (called by pipeline.persist inside its transaction):
 
 - saved views with "notify me" on: one query per such view over the batch's new pks (the list's
-  own filter, `DemandFilters.apply`, as the view's owner sees it), each match a
+  own filter, `DemandFilters.apply`, as the view's owner sees it) — which views those are is
+  cached like the rules (`WatchedViews`: this process at once, others within RELOAD_EVERY), so a
+  deployment without any costs ingest nothing — each match a
   `Notification.Kind.SAVED_VIEW` notification saved through `notifications.save` — so the
   owner's subscriptions and flood control apply like any other notification;
 - rules that notify a channel directly (`Rule.notify_channel`, the seed's "system modules"): one
@@ -10,6 +12,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import datetime
 from urllib.parse import parse_qsl
 
@@ -20,12 +24,37 @@ from ..models import Demand, Notification, SavedView
 from ..selectors import DemandFilters
 from . import dispatch
 
+RELOAD_EVERY = 5.0  # seconds: how soon another process's new "notify me" view is seen (as rules)
+
+
+class WatchedViews:
+    """The saved views with "notify me" on, of active staff: cached per process."""
+
+    _lock = threading.Lock()
+    _views: list | None = None
+    _checked = 0.0
+
+    @classmethod
+    def invalidate(cls, **_signal_kwargs) -> None:
+        with cls._lock:
+            cls._views = None
+
+    @classmethod
+    def current(cls) -> list:
+        with cls._lock:
+            now = time.monotonic()
+            if cls._views is None or now - cls._checked >= RELOAD_EVERY:
+                cls._views = list(SavedView.objects.filter(
+                    notify=True, user__is_active=True, user__is_staff=True).select_related("user"))
+                cls._checked = now
+            return cls._views
+
 
 def notify_saved_views(demand_ids: list[int], *, now: datetime) -> list[Notification]:
     if not demand_ids:
         return []
     rows = []
-    for view in SavedView.objects.filter(notify=True, user__is_active=True, user__is_staff=True).select_related("user"):
+    for view in WatchedViews.current():
         filters = DemandFilters.from_params(dict(parse_qsl(view.query)), user=view.user)
         for demand in filters.apply(Demand.objects.filter(pk__in=demand_ids)).only("pk", "content"):
             rows.append(notifications.build(

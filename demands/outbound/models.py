@@ -82,9 +82,9 @@ class Follow(models.Model):
     """A user follows a demand (they commented on it, were assigned it, or pressed Follow): they
     are told about its comments."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
-    demand = models.ForeignKey("Demand", on_delete=models.CASCADE, related_name="+")
-    created_at = models.DateTimeField(default=timezone.now)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", verbose_name=_("user"))
+    demand = models.ForeignKey("Demand", on_delete=models.CASCADE, related_name="+", verbose_name=_("demand"))
+    created_at = models.DateTimeField(_("created at"), default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["demand", "user"], name="follow_unique")]
@@ -116,10 +116,12 @@ class OutboundMessage(models.Model):
                                 verbose_name=_("channel"))
     target = models.CharField(_("to"), max_length=1000)
     language = models.CharField(_("language"), max_length=16, blank=True)
-    demand = models.ForeignKey("Demand", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    demand = models.ForeignKey("Demand", null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_constraint=False,
+                               verbose_name=_("demand"))
     notification = models.ForeignKey("Notification", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
-                                     db_constraint=False)
-    digest = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="folded")
+                                     db_constraint=False, verbose_name=_("notification"))
+    digest = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="folded",
+                               verbose_name=_("digest"))
     summary = models.JSONField(_("summary"), default=dict, blank=True)  # a digest's counts; the title sent
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveIntegerField(_("attempts"), default=0)

@@ -18,6 +18,7 @@ from django.utils.translation import gettext as _
 from ..access import is_staff
 from ..models import Notification, OutboundChannel, OutboundMessage, SavedView, Subscription, Team
 from ..monitoring.webhooks import mask_url
+from .ingest import WatchedViews
 
 CHANNEL_PERMISSION = "demands.change_outboundchannel"
 KINDS = Notification.Kind
@@ -55,6 +56,7 @@ def saved_view_notify_set(*, user, view_ids: set[int]) -> None:
     """Which of the user's saved views tell them of new matching demands (checked at ingest)."""
     SavedView.objects.filter(user=user).update(notify=False)
     SavedView.objects.filter(user=user, pk__in=view_ids).update(notify=True)
+    transaction.on_commit(WatchedViews.invalidate)  # update() sends no signal
 
 
 def team_channels():

@@ -50,7 +50,7 @@ class SlaPolicy(models.Model):
         help_text=_("Like “mon-fri 09:00-18:00; sat 10:00-14:00”. Empty: around the clock."),
     )
     holidays = models.TextField(_("holidays"), blank=True, help_text=_("Dates like 2026-10-01, separated by commas or lines."))
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         ordering = ["order", "id"]
@@ -142,13 +142,16 @@ class EscalationFiring(models.Model):
         FIRED = "fired", _("fired")
         SKIPPED = "skipped", _("skipped (a later step was due too)")
 
-    demand = models.ForeignKey("demands.Demand", on_delete=models.CASCADE, related_name="+", db_index=False)
-    step = models.ForeignKey(EscalationStep, on_delete=models.CASCADE, related_name="firings")
-    outcome = models.CharField(max_length=16, choices=Outcome.choices)
-    at = models.DateTimeField(default=timezone.now)
+    demand = models.ForeignKey("demands.Demand", on_delete=models.CASCADE, related_name="+", db_index=False,
+                               verbose_name=_("demand"))
+    step = models.ForeignKey(EscalationStep, on_delete=models.CASCADE, related_name="firings", verbose_name=_("step"))
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    at = models.DateTimeField(_("at"), default=timezone.now)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["demand", "step"], name="escalation_once_per_demand_step")]
+        verbose_name = _("escalation firing")
+        verbose_name_plural = _("escalation firings")
 
 
 class SlaRetime(models.Model):
