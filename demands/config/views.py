@@ -27,10 +27,10 @@ def _context(request: HttpRequest, section: str, **extra) -> dict:
 @require_GET
 @staff_required
 def index(request: HttpRequest) -> HttpResponse:
-    sections = access.visible_sections(request.user)
-    if not sections:
+    tabs = access.tabs(request.user)
+    if not tabs:
         raise PermissionDenied
-    return redirect({"rule": "demands:config:rules", "team": "demands:config:teams", "sourceapikey": "demands:config:api-keys"}[sections[0]])
+    return redirect(tabs[0][1])
 
 
 # -- rules -----------------------------------------------------------------------------------------
