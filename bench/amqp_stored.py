@@ -73,14 +73,19 @@ def start_consumer(db, topic: str, name: str, log_dir: Path, args) -> harness.Ch
     return child
 
 
-def wait_stored(db, n: int, children: list, timeout: float) -> float:
-    """Poll COUNT(*) every 0.2 s until n; the time it reached n (perf_counter)."""
+def wait_stored(db, n: int, children: list, timeout: float) -> tuple[float, int, float]:
+    """Poll COUNT(*) (every 0.05 s until the first row, then every 0.2 s) until n: when the first
+    row was seen, how many were there then, and when n were (perf_counter)."""
     deadline = time.monotonic() + timeout
     last_log = time.monotonic()
+    first = None
     while True:
         stored = db.count()
+        now = time.perf_counter()
+        if stored and first is None:
+            first, at_first = now, stored
         if stored >= n:
-            return time.perf_counter()
+            return first, at_first, now
         for child in children:
             if child.proc.poll() is not None:
                 raise RuntimeError(f"{child.name} exited {child.proc.returncode} at {stored:,}/{n:,}:\n{child.tail()}")
@@ -89,7 +94,7 @@ def wait_stored(db, n: int, children: list, timeout: float) -> float:
         if time.monotonic() - last_log > 5:
             log(f"  {stored:,}/{n:,} stored")
             last_log = time.monotonic()
-        time.sleep(0.2)
+        time.sleep(0.2 if first is not None else 0.05)
 
 
 def finish(db, child: harness.Child, n: int, result: dict) -> dict:
@@ -102,15 +107,26 @@ def finish(db, child: harness.Child, n: int, result: dict) -> dict:
     return result
 
 
-def run_direct(template, payloads: list[bytes], run: str, rep: int, log_dir: Path, args) -> dict:
+def timing(started: float | None, stored: tuple[float, int, float], n: int) -> dict:
+    """live: from the first produce/publish to the n-th row; backlog: from the first row seen
+    (minus the rows already there) to the n-th."""
+    first, at_first, done = stored
+    if started is not None:
+        return {"seconds": done - started, "rate": n / (done - started)}
+    return {"seconds": done - first, "rate": (n - at_first) / (done - first) if done > first else None}
+
+
+def run_direct(template, payloads: list[bytes], run: str, rep: int, log_dir: Path, args, *, backlog: bool) -> dict:
     n = len(payloads)
     demands = [json.loads(body) for body in payloads]
     topic = new_topic()
-    db = template.fresh(f"direct{rep}")
+    name = f"direct{'-backlog' if backlog else ''}-{rep}"
+    db = template.fresh(name.replace("-", ""))
     child = None
     try:
         db.settle()
-        child = start_consumer(db, topic, f"{run}-direct-{rep}", log_dir, args)
+        if not backlog:
+            child = start_consumer(db, topic, f"{run}-{name}", log_dir, args)
         producer = make_producer(**{"linger.ms": args.linger_ms})
         failed = []
 
@@ -119,15 +135,20 @@ def run_direct(template, payloads: list[bytes], run: str, rep: int, log_dir: Pat
                 failed.append(error)
 
         load_before = os.getloadavg()
-        consumer_cpu0 = child.stats().get("cpu_s", 0.0)
+        consumer_cpu0 = child.stats().get("cpu_s", 0.0) if child else 0.0
         started, cpu = time.perf_counter(), time.process_time()
         for demand in demands:
             produce_demand(producer, demand, topic=topic, on_delivery=on_delivery)
         assert producer.flush(120) == 0 and not failed, failed[:3]
         produced_at, producer_cpu = time.perf_counter(), time.process_time() - cpu
-        done = wait_stored(db, n, [child], args.timeout)
+        if backlog:
+            child = start_consumer(db, topic, f"{run}-{name}", log_dir, args)
+            consumer_cpu0 = child.stats().get("cpu_s", 0.0)
+            load_before = os.getloadavg()
+        stored = wait_stored(db, n, [child], args.timeout)
         consumer_cpu = child.stats().get("cpu_s", 0.0) - consumer_cpu0
-        result = {"path": "direct", "rep": rep, "seconds": done - started, "rate": n / (done - started),
+        result = {"path": "direct", "mode": "backlog" if backlog else "live", "rep": rep,
+                  **timing(None if backlog else started, stored, n),
                   "source_rate": n / (produced_at - started), "source_cpu_s": producer_cpu, "consumer_cpu_s": consumer_cpu,
                   "bridge_cpu_s": None, "bridge_peak_rss_mb": None, "load_before": load_before}
         result = finish(db, child, n, result)
@@ -141,32 +162,42 @@ def run_direct(template, payloads: list[bytes], run: str, rep: int, log_dir: Pat
         delete_topic(f"{topic}.dlq")
 
 
-def run_bridge(template, payloads: list[bytes], run: str, rep: int, processes: int, log_dir: Path, args) -> dict:
+def run_bridge(template, payloads: list[bytes], run: str, rep: int, processes: int, log_dir: Path, args, *,
+               backlog: bool) -> dict:
     n = len(payloads)
     topic, queue = new_topic(), f"bench-stored-{uuid.uuid4().hex[:8]}"
-    db = template.fresh(f"bridge{processes}x{rep}")
+    name = f"bridge{processes}{'-backlog' if backlog else ''}-{rep}"
+    db = template.fresh(name.replace("-", ""))
     child = bridge = None
     try:
         db.settle()
-        ConfirmedPublisher(args.url, queue, []).run()  # declares the queue
-        child = start_consumer(db, topic, f"{run}-bridge{processes}-{rep}", log_dir, args)
+        publisher = ConfirmedPublisher(args.url, queue, payloads)
+        if backlog:
+            publisher.run()  # the queue filled first (persistent, confirmed)
+        else:
+            ConfirmedPublisher(args.url, queue, []).run()  # declares the queue
+        child = start_consumer(db, topic, f"{run}-{name}-consumer", log_dir, args)
         # BridgeProcess passes this process's environment: the bridge's heartbeat goes to the run's database.
         os.environ.update({k: v for k, v in harness.child_env(db.url).items() if k.startswith(("DJANGO_", "DATABASE_"))})
-        bridge = BridgeProcess(url=args.url, queue=queue, topic=topic, prefetch=args.prefetch, linger_ms=args.linger_ms,
-                               processes=processes, log_path=log_dir / f"{run}-bridge{processes}-{rep}.log")
-        wait_for(lambda: queue_state(args.url, queue)[1] == processes or bridge.proc.poll() is not None, 120,
-                 "bridge consuming", interval=0.2)
-        if bridge.proc.poll() is not None:
-            raise RuntimeError(f"bridge exited {bridge.proc.returncode} (log: {bridge.log_path})")
-        publisher = ConfirmedPublisher(args.url, queue, payloads)
-        thread = threading.Thread(target=publisher.run, daemon=True)
         load_before = os.getloadavg()
-        consumer_cpu0, bridge_cpu0 = child.stats().get("cpu_s", 0.0), bridge.cpu_seconds()
-        started, cpu = time.perf_counter(), time.process_time()
-        thread.start()
-        done = wait_stored(db, n, [child], args.timeout)
-        thread.join(60)
-        source_cpu = time.process_time() - cpu  # the publisher thread, plus this loop's polling
+        consumer_cpu0 = child.stats().get("cpu_s", 0.0)
+        bridge = BridgeProcess(url=args.url, queue=queue, topic=topic, prefetch=args.prefetch, linger_ms=args.linger_ms,
+                               processes=processes, log_path=log_dir / f"{run}-{name}.log")
+        bridge_cpu0 = 0.0  # backlog: its start-up is counted (it forwards while the others connect)
+        started = None
+        if not backlog:
+            wait_for(lambda: queue_state(args.url, queue)[1] == processes or bridge.proc.poll() is not None, 120,
+                     "bridge consuming", interval=0.2)
+            if bridge.proc.poll() is not None:
+                raise RuntimeError(f"bridge exited {bridge.proc.returncode} (log: {bridge.log_path})")
+            thread = threading.Thread(target=publisher.run, daemon=True)
+            load_before = os.getloadavg()
+            consumer_cpu0, bridge_cpu0 = child.stats().get("cpu_s", 0.0), bridge.cpu_seconds()
+            started, cpu = time.perf_counter(), time.process_time()
+            thread.start()
+        stored = wait_stored(db, n, [child], args.timeout)
+        if not backlog:
+            thread.join(60)
         consumer_cpu, bridge_cpu = child.stats().get("cpu_s", 0.0) - consumer_cpu0, bridge.cpu_seconds() - bridge_cpu0
         rss = bridge.peak_rss_mb()
         wait_for(lambda: queue_state(args.url, queue)[0] == 0, 60, "queue empty", interval=0.2)
@@ -174,8 +205,9 @@ def run_bridge(template, payloads: list[bytes], run: str, rep: int, processes: i
         assert code == 0, f"bridge exited {code} (log: {bridge.log_path})"
         bridge = None
         assert queue_state(args.url, queue) == (0, 0), "messages left in the queue after the bridge stopped"
-        result = {"path": f"bridge x{processes}", "rep": rep, "seconds": done - started, "rate": n / (done - started),
-                  "source_rate": n / publisher.elapsed if publisher.elapsed else None, "source_cpu_s": source_cpu,
+        result = {"path": f"bridge x{processes}", "mode": "backlog" if backlog else "live", "rep": rep,
+                  **timing(started, stored, n),
+                  "source_rate": n / publisher.elapsed if publisher.elapsed else None,
                   "consumer_cpu_s": consumer_cpu, "bridge_cpu_s": bridge_cpu, "bridge_peak_rss_mb": rss,
                   "load_before": load_before}
         result = finish(db, child, n, result)
@@ -209,6 +241,7 @@ def main():
     parser.add_argument("--db-prefix", default="umsg_abench", help="names of the databases made (and dropped) here")
     parser.add_argument("--timeout", type=float, default=600, help="seconds a run may take")
     parser.add_argument("--log-dir", default="/tmp/amqp_stored", help="consumer and bridge logs")
+    parser.add_argument("--modes", default="live,backlog", help="live (source sends while timed), backlog (source first)")
     args = parser.parse_args()
     run = uuid.uuid4().hex[:6]
     log_dir = Path(args.log_dir)
@@ -219,18 +252,20 @@ def main():
     try:
         harness.manage("migrate", "--noinput", "-v", "0", database_url=template.url)
         log(f"migrated {template.name}; {args.messages:,} demands a run, load average {os.getloadavg()}")
+        modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         for rep in range(1, args.repeat + 1):
-            steps = [("direct", None)] + [("bridge", p) for p in process_counts]
+            steps = [(mode, "direct", None) for mode in modes] + [(mode, "bridge", p) for mode in modes for p in process_counts]
+            steps = [step for mode in modes for step in steps if step[0] == mode]
             if rep % 2 == 0:
-                steps.reverse()
-            for kind, processes in steps:
-                log(f"[{rep}/{args.repeat}] {kind}{'' if processes is None else f' x{processes}'}")
+                steps.reverse()  # alternate: what ran first runs last in the next repetition
+            for mode, kind, processes in steps:
+                log(f"[{rep}/{args.repeat}] {mode} {kind}{'' if processes is None else f' x{processes}'}")
                 if kind == "direct":
-                    result = run_direct(template, payloads, run, rep, log_dir, args)
+                    result = run_direct(template, payloads, run, rep, log_dir, args, backlog=mode == "backlog")
                 else:
-                    result = run_bridge(template, payloads, run, rep, processes, log_dir, args)
+                    result = run_bridge(template, payloads, run, rep, processes, log_dir, args, backlog=mode == "backlog")
                 results.append(result)
-                log(f"  {result['path']}: {result['rate']:,.0f} stored/s in {result['seconds']:.1f}s; "
+                log(f"  {mode} {result['path']}: {result['rate']:,.0f} stored/s in {result['seconds']:.1f}s; "
                     f"consumer CPU {result['consumer_cpu_s']:.1f}s, bridge CPU {result['bridge_cpu_s'] or 0:.1f}s, "
                     f"bridge RSS {result['bridge_peak_rss_mb'] or 0:.0f} MB, load {result['load_before'][0]:.1f}"
                     f"→{result['load_after'][0]:.1f}; {result['distinct']:,} distinct = N")
@@ -240,27 +275,27 @@ def main():
 
 
 def report(results: list[dict], args) -> None:
-    direct = {r["rep"]: r["rate"] for r in results if r["path"] == "direct"}
+    direct = {(r["mode"], r["rep"]): r["rate"] for r in results if r["path"] == "direct"}
     print()
     print(f"{args.messages:,} demands a run, medians of {args.repeat} (range); ratio = bridge / direct of the same repetition; "
           f"prefetch {args.prefetch}, linger {args.linger_ms:g} ms, {os.cpu_count()} cores")
     print("| path | stored/s | × direct | source msgs/s | consumer CPU s | bridge CPU s | bridge peak RSS | load avg (1 min) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for path in dict.fromkeys(r["path"] for r in results):
-        runs = [r for r in results if r["path"] == path]
+    for mode, path in dict.fromkeys((r["mode"], r["path"]) for r in results):
+        runs = [r for r in results if r["path"] == path and r["mode"] == mode]
         med = lambda key: statistics.median([r[key] for r in runs if r[key] is not None]) if any(r[key] is not None for r in runs) else None  # noqa: E731
-        ratios = [r["rate"] / direct[r["rep"]] for r in runs if r["rep"] in direct]
+        ratios = [r["rate"] / direct[mode, r["rep"]] for r in runs if (mode, r["rep"]) in direct]
         ratio = f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if path != "direct" else "1.00"
         rates = [r["rate"] for r in runs]
         loads = [x for r in runs for x in (r["load_before"][0], r["load_after"][0])]
         bridge_cpu, rss = med("bridge_cpu_s"), med("bridge_peak_rss_mb")
         bridge_cpu = "" if bridge_cpu is None else f"{bridge_cpu:.1f}"
         rss = "" if rss is None else f"{rss:.0f} MB"
-        print(f"| {path} | {med('rate'):,.0f} ({min(rates):,.0f}–{max(rates):,.0f}) | {ratio} | {med('source_rate'):,.0f} "
+        print(f"| {mode}: {path} | {med('rate'):,.0f} ({min(rates):,.0f}–{max(rates):,.0f}) | {ratio} | {med('source_rate'):,.0f} "
               f"| {med('consumer_cpu_s'):.1f} | {bridge_cpu} | {rss} | {min(loads):.1f}–{max(loads):.1f} |")
     print()
     for r in results:
-        print(f"rep {r['rep']} {r['path']:<10} {r['rate']:>8,.0f}/s {r['seconds']:6.1f}s consumer CPU {r['consumer_cpu_s']:5.1f}s "
+        print(f"rep {r['rep']} {r['mode']:<7} {r['path']:<10} {r['rate']:>8,.0f}/s {r['seconds']:6.1f}s consumer CPU {r['consumer_cpu_s']:5.1f}s "
               f"bridge CPU {r['bridge_cpu_s'] or 0:5.1f}s RSS {r['bridge_peak_rss_mb'] or 0:4.0f} MB consumer RSS "
               f"{r['consumer_peak_rss_mb'] or 0:4.0f} MB load {r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} "
               f"stored {r['stored']:,} distinct {r['distinct']:,}")
