@@ -57,6 +57,41 @@ class Template(harness.PostgresTemplate):
         self.url = f"{self.server_url}/{self.name}"
 
 
+def cpu_by_command(names=("beam.smp", "java")) -> dict[str, float]:
+    """CPU seconds so far of the shared brokers' processes (RabbitMQ's beam.smp, Kafka's java), read
+    from /proc (read only; other sessions' use of the brokers is counted too)."""
+    out = dict.fromkeys(names, 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        if comm in out:
+            fields = text.rsplit(")", 1)[1].split()
+            out[comm] += (int(fields[11]) + int(fields[12])) / harness.CLOCK_TICKS
+    return out
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine spent busy so far (/proc/stat: all but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / harness.CLOCK_TICKS
+
+
+class Meter:
+    """Broker CPU and machine busy-ness over a window (start() … stop(seconds))."""
+
+    def start(self) -> None:
+        self.brokers, self.busy, self.at = cpu_by_command(), machine_busy(), time.perf_counter()
+
+    def stop(self) -> dict:
+        brokers, busy, seconds = cpu_by_command(), machine_busy(), time.perf_counter() - self.at
+        return {"rabbitmq_cpu_s": brokers["beam.smp"] - self.brokers["beam.smp"],
+                "kafka_cpu_s": brokers["java"] - self.brokers["java"],
+                "machine_busy_cores": (busy - self.busy) / seconds if seconds else None}
+
+
 def distinct_demands(db) -> tuple[int, int]:
     return db._conn.execute("SELECT count(*), count(DISTINCT (source, message_id)) FROM demands_demand").fetchone()
 
@@ -136,6 +171,8 @@ def run_direct(template, payloads: list[bytes], run: str, rep: int, log_dir: Pat
 
         load_before = os.getloadavg()
         consumer_cpu0 = child.stats().get("cpu_s", 0.0) if child else 0.0
+        meter = Meter()
+        meter.start()
         started, cpu = time.perf_counter(), time.process_time()
         for demand in demands:
             produce_demand(producer, demand, topic=topic, on_delivery=on_delivery)
@@ -145,10 +182,12 @@ def run_direct(template, payloads: list[bytes], run: str, rep: int, log_dir: Pat
             child = start_consumer(db, topic, f"{run}-{name}", log_dir, args)
             consumer_cpu0 = child.stats().get("cpu_s", 0.0)
             load_before = os.getloadavg()
+            meter.start()
         stored = wait_stored(db, n, [child], args.timeout)
         consumer_cpu = child.stats().get("cpu_s", 0.0) - consumer_cpu0
-        result = {"path": "direct", "mode": "backlog" if backlog else "live", "rep": rep,
-                  **timing(None if backlog else started, stored, n),
+        times = timing(None if backlog else started, stored, n)
+        result = {"path": "direct", "mode": "backlog" if backlog else "live", "rep": rep, **times,
+                  **meter.stop(),
                   "source_rate": n / (produced_at - started), "source_cpu_s": producer_cpu, "consumer_cpu_s": consumer_cpu,
                   "bridge_cpu_s": None, "bridge_peak_rss_mb": None, "load_before": load_before}
         result = finish(db, child, n, result)
@@ -163,10 +202,10 @@ def run_direct(template, payloads: list[bytes], run: str, rep: int, log_dir: Pat
 
 
 def run_bridge(template, payloads: list[bytes], run: str, rep: int, processes: int, log_dir: Path, args, *,
-               backlog: bool) -> dict:
+               backlog: bool, prefetch: int) -> dict:
     n = len(payloads)
     topic, queue = new_topic(), f"bench-stored-{uuid.uuid4().hex[:8]}"
-    name = f"bridge{processes}{'-backlog' if backlog else ''}-{rep}"
+    name = f"bridge{processes}p{prefetch}{'-backlog' if backlog else ''}-{rep}"
     db = template.fresh(name.replace("-", ""))
     child = bridge = None
     try:
@@ -179,23 +218,24 @@ def run_bridge(template, payloads: list[bytes], run: str, rep: int, processes: i
         child = start_consumer(db, topic, f"{run}-{name}-consumer", log_dir, args)
         # BridgeProcess passes this process's environment: the bridge's heartbeat goes to the run's database.
         os.environ.update({k: v for k, v in harness.child_env(db.url).items() if k.startswith(("DJANGO_", "DATABASE_"))})
-        load_before = os.getloadavg()
-        consumer_cpu0 = child.stats().get("cpu_s", 0.0)
-        bridge = BridgeProcess(url=args.url, queue=queue, topic=topic, prefetch=args.prefetch, linger_ms=args.linger_ms,
+        bridge = BridgeProcess(url=args.url, queue=queue, topic=topic, prefetch=prefetch, linger_ms=args.linger_ms,
                                processes=processes, log_path=log_dir / f"{run}-{name}.log")
-        bridge_cpu0 = 0.0  # backlog: its start-up is counted (it forwards while the others connect)
+        # Both modes: measured from the moment the bridge consumes (its Django start-up excluded).
+        wait_for(lambda: queue_state(args.url, queue)[1] == processes or bridge.proc.poll() is not None, 120,
+                 "bridge consuming", interval=0.05)
+        if bridge.proc.poll() is not None:
+            raise RuntimeError(f"bridge exited {bridge.proc.returncode} (log: {bridge.log_path})")
+        load_before = os.getloadavg()
+        consumer_cpu0, bridge_cpu0 = child.stats().get("cpu_s", 0.0), bridge.cpu_seconds()
+        meter = Meter()
+        meter.start()
         started = None
         if not backlog:
-            wait_for(lambda: queue_state(args.url, queue)[1] == processes or bridge.proc.poll() is not None, 120,
-                     "bridge consuming", interval=0.2)
-            if bridge.proc.poll() is not None:
-                raise RuntimeError(f"bridge exited {bridge.proc.returncode} (log: {bridge.log_path})")
             thread = threading.Thread(target=publisher.run, daemon=True)
-            load_before = os.getloadavg()
-            consumer_cpu0, bridge_cpu0 = child.stats().get("cpu_s", 0.0), bridge.cpu_seconds()
-            started, cpu = time.perf_counter(), time.process_time()
+            started = time.perf_counter()
             thread.start()
         stored = wait_stored(db, n, [child], args.timeout)
+        metered = meter.stop()
         if not backlog:
             thread.join(60)
         consumer_cpu, bridge_cpu = child.stats().get("cpu_s", 0.0) - consumer_cpu0, bridge.cpu_seconds() - bridge_cpu0
@@ -205,8 +245,8 @@ def run_bridge(template, payloads: list[bytes], run: str, rep: int, processes: i
         assert code == 0, f"bridge exited {code} (log: {bridge.log_path})"
         bridge = None
         assert queue_state(args.url, queue) == (0, 0), "messages left in the queue after the bridge stopped"
-        result = {"path": f"bridge x{processes}", "mode": "backlog" if backlog else "live", "rep": rep,
-                  **timing(started, stored, n),
+        result = {"path": f"bridge x{processes}, prefetch {prefetch}", "mode": "backlog" if backlog else "live", "rep": rep,
+                  **timing(started, stored, n), **metered,
                   "source_rate": n / publisher.elapsed if publisher.elapsed else None,
                   "consumer_cpu_s": consumer_cpu, "bridge_cpu_s": bridge_cpu, "bridge_peak_rss_mb": rss,
                   "load_before": load_before}
@@ -232,7 +272,7 @@ def main():
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--processes", default="1", help="comma-separated bridge_amqp --processes values")
-    parser.add_argument("--prefetch", type=int, default=500, help="bridge prefetch (the product's default: 500)")
+    parser.add_argument("--prefetch", default="500", help="comma-separated bridge prefetch values (the product's default: 500)")
     parser.add_argument("--linger-ms", type=float, default=5, help="linger.ms of the direct producer and the bridge (default 5)")
     parser.add_argument("--batch-size", type=int, default=500, help="consume_demands --batch-size (its default)")
     parser.add_argument("--batch-time", type=float, default=0.2)
@@ -254,16 +294,19 @@ def main():
         log(f"migrated {template.name}; {args.messages:,} demands a run, load average {os.getloadavg()}")
         modes = [m.strip() for m in args.modes.split(",") if m.strip()]
         for rep in range(1, args.repeat + 1):
-            steps = [(mode, "direct", None) for mode in modes] + [(mode, "bridge", p) for mode in modes for p in process_counts]
+            prefetches = [int(p) for p in args.prefetch.split(",")]
+            steps = [(mode, "direct", None) for mode in modes] + [(mode, "bridge", (p, f)) for mode in modes
+                                                                   for p in process_counts for f in prefetches]
             steps = [step for mode in modes for step in steps if step[0] == mode]
             if rep % 2 == 0:
                 steps.reverse()  # alternate: what ran first runs last in the next repetition
             for mode, kind, processes in steps:
-                log(f"[{rep}/{args.repeat}] {mode} {kind}{'' if processes is None else f' x{processes}'}")
+                log(f"[{rep}/{args.repeat}] {mode} {kind}{'' if processes is None else f' x{processes[0]}, prefetch {processes[1]}'}")
                 if kind == "direct":
                     result = run_direct(template, payloads, run, rep, log_dir, args, backlog=mode == "backlog")
                 else:
-                    result = run_bridge(template, payloads, run, rep, processes, log_dir, args, backlog=mode == "backlog")
+                    result = run_bridge(template, payloads, run, rep, processes[0], log_dir, args, backlog=mode == "backlog",
+                                        prefetch=processes[1])
                 results.append(result)
                 log(f"  {mode} {result['path']}: {result['rate']:,.0f} stored/s in {result['seconds']:.1f}s; "
                     f"consumer CPU {result['consumer_cpu_s']:.1f}s, bridge CPU {result['bridge_cpu_s'] or 0:.1f}s, "
@@ -278,9 +321,10 @@ def report(results: list[dict], args) -> None:
     direct = {(r["mode"], r["rep"]): r["rate"] for r in results if r["path"] == "direct"}
     print()
     print(f"{args.messages:,} demands a run, medians of {args.repeat} (range); ratio = bridge / direct of the same repetition; "
-          f"prefetch {args.prefetch}, linger {args.linger_ms:g} ms, {os.cpu_count()} cores")
-    print("| path | stored/s | × direct | source msgs/s | consumer CPU s | bridge CPU s | bridge peak RSS | load avg (1 min) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          f"linger {args.linger_ms:g} ms, {os.cpu_count()} cores")
+    print("| path | stored/s | × direct | source msgs/s | CPU s: consumer | bridge | RabbitMQ | Kafka | machine busy (cores) "
+          "| bridge peak RSS | load avg (1 min) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for mode, path in dict.fromkeys((r["mode"], r["path"]) for r in results):
         runs = [r for r in results if r["path"] == path and r["mode"] == mode]
         med = lambda key: statistics.median([r[key] for r in runs if r[key] is not None]) if any(r[key] is not None for r in runs) else None  # noqa: E731
@@ -292,12 +336,14 @@ def report(results: list[dict], args) -> None:
         bridge_cpu = "" if bridge_cpu is None else f"{bridge_cpu:.1f}"
         rss = "" if rss is None else f"{rss:.0f} MB"
         print(f"| {mode}: {path} | {med('rate'):,.0f} ({min(rates):,.0f}–{max(rates):,.0f}) | {ratio} | {med('source_rate'):,.0f} "
-              f"| {med('consumer_cpu_s'):.1f} | {bridge_cpu} | {rss} | {min(loads):.1f}–{max(loads):.1f} |")
+              f"| {med('consumer_cpu_s'):.1f} | {bridge_cpu} | {med('rabbitmq_cpu_s'):.1f} | {med('kafka_cpu_s'):.1f} "
+              f"| {med('machine_busy_cores'):.2f} | {rss} | {min(loads):.1f}–{max(loads):.1f} |")
     print()
     for r in results:
-        print(f"rep {r['rep']} {r['mode']:<7} {r['path']:<10} {r['rate']:>8,.0f}/s {r['seconds']:6.1f}s consumer CPU {r['consumer_cpu_s']:5.1f}s "
+        print(f"rep {r['rep']} {r['mode']:<7} {r['path']:<24} {r['rate']:>8,.0f}/s {r['seconds']:6.1f}s consumer CPU {r['consumer_cpu_s']:5.1f}s "
               f"bridge CPU {r['bridge_cpu_s'] or 0:5.1f}s RSS {r['bridge_peak_rss_mb'] or 0:4.0f} MB consumer RSS "
-              f"{r['consumer_peak_rss_mb'] or 0:4.0f} MB load {r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} "
+              f"{r['consumer_peak_rss_mb'] or 0:4.0f} MB RabbitMQ CPU {r['rabbitmq_cpu_s']:4.1f}s Kafka CPU {r['kafka_cpu_s']:4.1f}s "
+              f"busy {r['machine_busy_cores']:.2f} cores load {r['load_before'][0]:.1f}→{r['load_after'][0]:.1f} "
               f"stored {r['stored']:,} distinct {r['distinct']:,}")
 
 
