@@ -96,6 +96,7 @@ DLQ_WRITE = "dlq-write"  # form POST on a rejected message; triagers and admins;
 ALERT_WRITE = "alert-write"  # acknowledge, silence, end a silence; triagers and admins; viewers 403
 MACHINE = "machine"  # probes: the same answer for everybody, never a login redirect
 POLICY_EDIT = "policy-edit"  # SLA policy forms: staff allowed to change policies (admins here); other staff 403
+TO_SECTION = "to-section"  # /config/: staff are sent on to the first settings tab they may open; others to the login page
 CONFIG = "config"  # configuration (rules, teams, API keys, alert-rule changes): users with the model permissions
 # (admins here): never refused; other staff 403; others to the login page
 METRICS = "metrics"  # Prometheus: staff sessions or the bearer token; 401 (not a login page) for others
@@ -232,7 +233,7 @@ MATRIX: dict[str, list[Row]] = {
                                                                                      "threshold": "60", "severity": "warning"})],
     "monitoring/rules/<int:pk>/toggle/": [Row("post", CONFIG, lambda w: {"enabled": "0"},
                                               lambda w: not AlertRule.objects.get(pk=w.alert.rule_id).enabled)],
-    "config/": [Row("get", CONFIG)],  # redirects to the first section the user may see
+    "config/": [Row("get", TO_SECTION)],
     "config/rules/": [Row("get", CONFIG)],
     "config/rules/new/": [Row("get", CONFIG), Row("post", CONFIG, lambda w: {"name": "Urgent words", "order": "5", "enabled": "on",
                                                                              "match_keywords": "宕机", "set_priority": "urgent"})],
@@ -361,6 +362,8 @@ def test_permission_matrix(django_user_model, monkeypatch, route, row, role_name
             assert response.status_code == ((302 if row.method == "post" else 200) if may else 403)
         if row.effect is not None:
             assert row.effect(world) is may
+    elif row.kind == TO_SECTION:
+        assert (response.status_code == 302 and not to_login) if staff else to_login
     elif row.kind == CONFIG:
         may = role_name == "admin"
         if not staff:
