@@ -1,5 +1,5 @@
 """Archive and restore demands: the automatic step (closed and untouched for ARCHIVE_AFTER_DAYS)
-and the one-demand services behind the buttons. History is written as for any change; the
+(or the demand's SLA policy's own number of days) and the one-demand services behind the buttons. History is written as for any change; the
 automatic step records the system as the actor.
 
 `archive_due` handles at most one bounded batch per call and skips rows another transaction holds
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -33,24 +33,38 @@ class ArchiveResult:
     more: bool = False  # the batch was full: more are due
 
 
-def due_queryset(*, now: datetime, after_days: int | None = None):
-    """Live closed demands resolved and last changed more than `after_days` days before `now`."""
-    days = conf.get("ARCHIVE_AFTER_DAYS") if after_days is None else after_days
+def _older_than(days: int, now: datetime) -> Q:
     cutoff = now - timedelta(days=days)
-    return Demand.objects.filter(
-        status__in=sorted(CLOSED_STATUSES), archived_at__isnull=True, resolved_at__lt=cutoff, updated_at__lt=cutoff,
-    )
+    return Q(resolved_at__lt=cutoff, updated_at__lt=cutoff)
+
+
+def due_condition(*, now: datetime, after_days: int | None = None) -> Q | None:
+    """Which closed demands are due: older than `after_days` if given; else the global setting,
+    except for demands whose SLA policy sets its own days (0 = never). None: nothing is due."""
+    if after_days is not None:
+        return _older_than(after_days, now) if after_days > 0 else None
+    from ..models import SlaPolicy  # the policies' own retention, a handful of rows
+
+    own = dict(SlaPolicy.objects.filter(archive_after_days__isnull=False).values_list("pk", "archive_after_days"))
+    terms = [Q(sla_policy_id=pk) & _older_than(days, now) for pk, days in own.items() if days > 0]
+    days = conf.get("ARCHIVE_AFTER_DAYS")
+    if days > 0:
+        terms.append(~Q(sla_policy_id__in=list(own)) & _older_than(days, now) if own else _older_than(days, now))
+    condition = None
+    for term in terms:
+        condition = term if condition is None else condition | term
+    return condition
 
 
 def archive_due(*, now: datetime | None = None, batch_size: int | None = None, after_days: int | None = None) -> ArchiveResult:
     """Archive one bounded batch of due demands (oldest first); the monitor calls this every tick."""
     now = now or timezone.now()
-    days = conf.get("ARCHIVE_AFTER_DAYS") if after_days is None else after_days
-    if days <= 0:
+    condition = due_condition(now=now, after_days=after_days)
+    if condition is None:
         return ArchiveResult()
     limit = batch_size or conf.get("ARCHIVE_BATCH_SIZE")
     with transaction.atomic():
-        candidates = due_queryset(now=now, after_days=days).order_by("id")
+        candidates = Demand.objects.filter(condition, status__in=sorted(CLOSED_STATUSES), archived_at__isnull=True).order_by("id")
         if connection.features.has_select_for_update_skip_locked:
             candidates = candidates.select_for_update(skip_locked=True)
         ids = list(candidates.values_list("id", flat=True)[:limit])

@@ -16,7 +16,8 @@ class SlaPolicyForm(forms.ModelForm):
     class Meta:
         model = SlaPolicy
         fields = ["name", "order", "enabled", "priorities", "match_types", "match_sources", "match_team",
-                  "respond_minutes", "resolve_minutes", "at_risk_percent", "time_zone", "business_hours", "holidays"]
+                  "respond_minutes", "resolve_minutes", "at_risk_percent", "time_zone", "business_hours", "holidays",
+                  "archive_after_days"]
         widgets = {"holidays": forms.Textarea(attrs={"rows": 3})}
 
     def __init__(self, *args, **kwargs):

@@ -50,6 +50,10 @@ class SlaPolicy(models.Model):
         help_text=_("Like “mon-fri 09:00-18:00; sat 10:00-14:00”. Empty: around the clock."),
     )
     holidays = models.TextField(_("holidays"), blank=True, help_text=_("Dates like 2026-10-01, separated by commas or lines."))
+    archive_after_days = models.PositiveIntegerField(
+        _("archive closed demands after (days)"), null=True, blank=True,
+        help_text=_("Resolved, rejected and duplicate demands of this policy untouched this long are archived. Empty: the global setting (ARCHIVE_AFTER_DAYS); 0: never."),
+    )
     updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:

@@ -171,3 +171,32 @@ def test_rule_archives_known_noise_on_arrival_through_the_real_ingest_path(staff
     assert entries[-1].rule.name == "health checks"
     page = staff_client.get(reverse("demands:detail", args=[noise.pk])).content.decode()
     assert "archived it" in page and noise_again.pk in live_ids(archived="only")
+
+
+def test_an_sla_policy_archives_its_demands_after_its_own_days_and_zero_keeps_them(settings):
+    from demands.models import SlaPolicy
+
+    settings.ARCHIVE_AFTER_DAYS = 30
+    quick = SlaPolicy.objects.create(name="Noise", match_priorities="low", respond_minutes=60, archive_after_days=7)
+    keep = SlaPolicy.objects.create(name="Audit", match_priorities="urgent", respond_minutes=30, archive_after_days=0)
+    global_ = SlaPolicy.objects.create(name="Normal", match_priorities="normal", respond_minutes=60)
+    quick_old, quick_new, kept, by_global, plain = (closed(days_ago=days)[0] for days in (8, 6, 400, 31, 31))
+    for demand, policy in ((quick_old, quick), (quick_new, quick), (kept, keep), (by_global, global_)):
+        Demand.objects.filter(pk=demand.pk).update(sla_policy=policy)
+
+    archive.archive_due()
+
+    archived = set(Demand.objects.filter(archived_at__isnull=False).values_list("pk", flat=True))
+    assert archived == {quick_old.pk, by_global.pk, plain.pk}
+
+
+def test_a_policy_with_its_own_days_archives_even_when_the_global_setting_is_off(settings):
+    from demands.models import SlaPolicy
+
+    settings.ARCHIVE_AFTER_DAYS = 0
+    quick = SlaPolicy.objects.create(name="Noise", match_priorities="low", respond_minutes=60, archive_after_days=7)
+    mine, other = closed(days_ago=8)[0], closed(days_ago=800)[0]
+    Demand.objects.filter(pk=mine.pk).update(sla_policy=quick)
+
+    assert archive.archive_due().archived == 1
+    assert set(Demand.objects.filter(archived_at__isnull=False).values_list("pk", flat=True)) == {mine.pk}
