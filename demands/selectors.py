@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from . import history
 from .archive import scope as archive_scope
+from .field_filters import apply_shared
 from .sla import selectors as sla_selectors
 from .models import (
     PRIORITY_RANK, Demand, DemandEvent, Notification, Priority, SavedView, Status, Team, UserPreference,
@@ -120,23 +121,7 @@ class DemandFilters:
         return timezone.make_aware(datetime.combine(_parse_date(value), time.min), self.tz or timezone.get_current_timezone())
 
     def apply(self, queryset: QuerySet) -> QuerySet:
-        queryset = archive_scope.apply(queryset, self.archived)
-        if self.status:
-            queryset = queryset.filter(status=self.status)
-        if self.priority:
-            queryset = queryset.filter(priority=self.priority)
-        if self.type:
-            queryset = queryset.filter(type=self.type)
-        if self.source:
-            queryset = queryset.filter(source=self.source)
-        if self.assignee == "none":
-            queryset = queryset.filter(assignee__isnull=True)
-        elif self.assignee_id is not None:
-            queryset = queryset.filter(assignee_id=self.assignee_id)
-        if self.team == "none":
-            queryset = queryset.filter(team__isnull=True)
-        elif self.team_ids is not None:
-            queryset = queryset.filter(team_id__in=self.team_ids)
+        queryset = apply_shared(archive_scope.apply(queryset, self.archived), self)
         if self.tag:
             if _json_contains_supported():
                 queryset = queryset.filter(tags__contains=[self.tag])

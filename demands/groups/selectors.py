@@ -13,6 +13,7 @@ from datetime import timedelta
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 from django.utils import timezone
 
+from ..field_filters import apply_shared
 from ..models import PRIORITY_RANK, DemandGroup, GroupEvent, GroupHour
 from ..pipeline.grouping import hour_of
 
@@ -27,22 +28,7 @@ def groups_filtered(*, filters) -> QuerySet:
     """Unmerged groups matching a list's DemandFilters on the fields a group has: status,
     priority, assignee, team, type, source, search (title, or #id) and dates (seen in the range)."""
     queryset = DemandGroup.objects.filter(merged_into__isnull=True)
-    if filters.status:
-        queryset = queryset.filter(status=filters.status)
-    if filters.priority:
-        queryset = queryset.filter(priority=filters.priority)
-    if filters.type:
-        queryset = queryset.filter(type=filters.type)
-    if filters.source:
-        queryset = queryset.filter(source=filters.source)
-    if filters.assignee == "none":
-        queryset = queryset.filter(assignee__isnull=True)
-    elif filters.assignee_id is not None:
-        queryset = queryset.filter(assignee_id=filters.assignee_id)
-    if filters.team == "none":
-        queryset = queryset.filter(team__isnull=True)
-    elif filters.team_ids is not None:
-        queryset = queryset.filter(team_id__in=filters.team_ids)
+    queryset = apply_shared(queryset, filters)
     if filters.group:
         queryset = queryset.filter(pk=int(filters.group))
     if filters.date_from:
