@@ -723,13 +723,7 @@ cmd_stop() {
 cmd_status() {
     local n pid missing=0
     if [ "$BROKERS" -eq 1 ]; then
-        pid=$(running_pid 1)
-        if [ -n "$pid" ]; then
-            say "running on 127.0.0.1:$PORT (pid $pid)"
-        else
-            say "not running"
-            return 3
-        fi
+        say_status "$(running_pid 1)"
         return
     fi
     for n in $(nodes); do

@@ -23,6 +23,16 @@ say() { printf '%s: %s\n' "$UMSG_SVC" "$*"; }
 warn() { printf '%s: %s\n' "$UMSG_SVC" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$UMSG_SVC" "$*" >&2; exit 1; }
 
+# A service's `status` from its pid (empty: not running, exit 3), for the scripts that run one process.
+say_status() {
+    if [ -n "$1" ]; then
+        say "running on 127.0.0.1:$PORT (pid $1)"
+    else
+        say "not running"
+        return 3
+    fi
+}
+
 is_root() { [ "$(id -u)" -eq 0 ]; }
 
 # Print the last lines of each existing log file to stderr (for failure reports).

@@ -242,16 +242,7 @@ cmd_stop() {
     say "stopped"
 }
 
-cmd_status() {
-    local pid
-    pid=$(running_pid)
-    if [ -n "$pid" ]; then
-        say "running on 127.0.0.1:$PORT (pid $pid)"
-    else
-        say "not running"
-        return 3
-    fi
-}
+cmd_status() { say_status "$(running_pid)"; }
 
 case ${1:-} in
 start) cmd_start ;;

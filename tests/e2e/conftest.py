@@ -189,8 +189,9 @@ class Pages:
             context.close()
 
 
-@pytest.fixture
-def pages(request, browser, dashboard, artifacts):
+def open_pages(request, browser, dashboard, artifacts, *, log_lines: int = 15):
+    """The body of a `pages` fixture for `dashboard`: on failure screenshots and the log's tail;
+    JavaScript errors on any page fail the test. Fixtures `yield from` it."""
     dashboard.check_running()
     opened = Pages(browser, dashboard, artifacts, request.node.name)
     yield opened
@@ -198,8 +199,13 @@ def pages(request, browser, dashboard, artifacts):
     failed = report is None or report.failed
     opened.close(failed=failed)
     if failed:
-        artifacts.note(f"{request.node.name} failed; dashboard log ends with:\n{dashboard.log_tail(15)}")
+        artifacts.note(f"{request.node.name} failed; dashboard log ends with:\n{dashboard.log_tail(log_lines)}")
     assert not opened.errors, f"JavaScript errors on the page: {opened.errors}"
+
+
+@pytest.fixture
+def pages(request, browser, dashboard, artifacts):
+    yield from open_pages(request, browser, dashboard, artifacts)
 
 
 def wait_live(page) -> None:

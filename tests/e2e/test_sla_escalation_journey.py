@@ -21,7 +21,7 @@ import pytest
 from django.conf import settings
 from playwright.sync_api import expect
 
-from .conftest import CALL_REPORT, Pages
+from .conftest import open_pages
 from .dashboard import Dashboard, free_port
 
 TEAM = "Night shift"
@@ -104,15 +104,7 @@ def sla_dashboard(artifacts, tmp_path_factory, receiver):
 
 @pytest.fixture
 def sla_pages(request, browser, sla_dashboard, artifacts):
-    sla_dashboard.check_running()
-    opened = Pages(browser, sla_dashboard, artifacts, request.node.name)
-    yield opened
-    report = request.node.stash.get(CALL_REPORT, None)
-    failed = report is None or report.failed
-    opened.close(failed=failed)
-    if failed:
-        artifacts.note(f"{request.node.name} failed; its dashboard's log ends with:\n{sla_dashboard.log_tail(25)}")
-    assert not opened.errors, f"JavaScript errors on the page: {opened.errors}"
+    yield from open_pages(request, browser, sla_dashboard, artifacts, log_lines=25)
 
 
 def wait_for(condition, *, timeout: float, what: str, dashboard: Dashboard):
