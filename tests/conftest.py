@@ -8,6 +8,7 @@ from demands.pipeline.parse import IncomingMessage
 from demands.pipeline.persist import forget_session_state
 from demands.outbound.ingest import WatchedViews
 from demands.pipeline.rules import RuleBook
+from demands.sla.policies import PolicyBook
 
 REFERENCE = {
     "id": "123456",
@@ -51,11 +52,13 @@ def _clear_cache():
     RuleBook.invalidate_all()  # compiled rules must not outlive the test that created them
     WatchedViews.invalidate()  # nor saved views that notify
     forget_session_state()  # nor group ids from a flushed database, nor staging tables rolled back
+    PolicyBook.invalidate_all()  # nor SLA policies a rolled-back test created (demands would point at them)
     yield
     cache.clear()
     RuleBook.invalidate_all()
     WatchedViews.invalidate()
     forget_session_state()
+    PolicyBook.invalidate_all()
 
 
 @pytest.fixture
