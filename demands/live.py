@@ -23,6 +23,8 @@ from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from . import list_rows
+
 logger = logging.getLogger(__name__)
 
 DEMANDS_GROUP = "demands"
@@ -147,6 +149,15 @@ def render_in(languages, template: str, context: dict) -> dict[str, str]:
     return rendered
 
 
+def row_in(languages, demand, *, is_new: bool) -> dict[str, str]:
+    """The demand's list row in each of `languages` (list_rows.row: the page's rows are the same)."""
+    rendered = {}
+    for code in languages:
+        with translation.override(code):
+            rendered[code] = list_rows.row(demand, is_new=is_new)
+    return rendered
+
+
 def row_payload(demand, *, is_new: bool = True, language: str | None = None, languages=None) -> dict:
     """What a consumer needs to filter and show one demand without touching the database.
     `html` maps each language needed (or only `language`, or `languages`) to the rendered row."""
@@ -167,7 +178,7 @@ def row_payload(demand, *, is_new: bool = True, language: str | None = None, lan
         "archived": demand.archived_at is not None,  # lists show live demands unless asked (archive/scope.py)
         "received_at": demand.received_at.isoformat(),
         "sla_state": demand.sla_state, "sla_due_at": demand.sla_due_at.isoformat() if demand.sla_due_at else None,
-        "html": render_in(languages, "demands/list.html#row", {"demand": demand, "is_new": is_new}),
+        "html": row_in(languages, demand, is_new=is_new),
     }
 
 
