@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import selectors, services
+from .archive import services as archive_services
 from .models import Demand
 from .sla.selectors import sla_json
 from .access import api_staff_required
@@ -118,10 +120,13 @@ def _get_demand(pk: int):
 @require_http_methods(["GET", "PATCH"])
 @api_staff_required
 def demand_detail(request: HttpRequest, pk: int) -> JsonResponse:
-    """GET one demand; PATCH {"status", "priority", "assignee", "team", "version"} to triage it.
+    """GET one demand; PATCH {"status", "priority", "assignee", "team", "archived", "version"} to
+    triage it.
 
-    assignee/team: a user id or username / a team id or name, or null to clear. "version" (from a
-    GET) makes the change fail with 409 if someone changed the demand meanwhile.
+    assignee/team: a user id or username / a team id or name, or null to clear. "archived": true
+    archives a closed demand now, false restores an archived one (after the other fields, so
+    {"status": "resolved", "archived": true} resolves and archives). "version" (from a GET) makes
+    the change fail with 409 if someone changed the demand meanwhile.
     """
     demand = _get_demand(pk)
     if demand is None:
@@ -134,13 +139,24 @@ def demand_detail(request: HttpRequest, pk: int) -> JsonResponse:
         return _error("body is not valid JSON: nested too deeply", 400)
     except ValueError as exc:
         return _error(f"body is not valid JSON: {exc}", 400)
-    if not isinstance(body, dict) or not body.keys() & {"status", "priority", "assignee", "team"}:
-        return _error("send a JSON object with at least one of status, priority, assignee, team", 400)
+    if not isinstance(body, dict) or not body.keys() & {"status", "priority", "assignee", "team", "archived"}:
+        return _error("send a JSON object with at least one of status, priority, assignee, team, archived", 400)
     version = body.get("version")
     if version is not None and _int(version) is None:
         return _error("version must be an integer", 400)
+    if "archived" in body and not isinstance(body["archived"], bool):
+        return _error("archived must be true (archive a closed demand) or false (restore it)", 400)
     try:
-        services.demand_update(demand=demand, actor=request.user, expected_version=_int(version), **_patch_fields(body))
+        with transaction.atomic():  # all of it or none: archiving an open demand undoes the fields too
+            fields = _patch_fields(body)
+            expected = _int(version)
+            if fields:
+                demand = services.demand_update(demand=demand, actor=request.user, expected_version=expected, **fields)
+                expected = None  # the version this request's own change made
+            if body.get("archived") is True and demand.archived_at is None:
+                archive_services.demand_archive(demand=demand, actor=request.user, expected_version=expected)
+            elif body.get("archived") is False and demand.archived_at is not None:
+                archive_services.demand_restore(demand=demand, actor=request.user, expected_version=expected)
     except PermissionDenied as exc:
         return _error(str(exc) or "you cannot change demands", 403)
     except services.ConflictError as exc:

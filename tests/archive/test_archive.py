@@ -2,6 +2,7 @@
 from (lists, API, live rows, header counts) and still part of (groups, monitoring), the filter that
 shows them, restoring, and the rule action that archives known noise on arrival."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -148,6 +149,43 @@ def test_viewers_cannot_restore_and_open_demands_cannot_be_archived(client, view
         archive.demand_archive(demand=open_demand, actor=staff_user)
     with pytest.raises(archive.TriageError):
         archive.demand_restore(demand=open_demand, actor=staff_user)
+
+
+def _patch(client, demand, body):
+    return client.patch(f"/api/demands/{demand.pk}/", data=json.dumps(body), content_type="application/json")
+
+
+def test_api_archives_and_restores_with_history_and_version(staff_client, staff_user):
+    [demand] = closed(days_ago=1)
+    response = _patch(staff_client, demand, {"archived": True, "version": demand.version})
+    assert response.status_code == 200 and response.json()["archived_at"] is not None
+    assert demand.pk not in live_ids()
+    stale = _patch(staff_client, demand, {"archived": False, "version": demand.version})
+    assert stale.status_code == 409  # archiving made a new version
+    restored = _patch(staff_client, demand, {"archived": False, "version": response.json()["version"]})
+    assert restored.status_code == 200 and restored.json()["archived_at"] is None and demand.pk in live_ids()
+    assert _patch(staff_client, demand, {"archived": False}).status_code == 200  # already live: nothing to do
+    entries = list(DemandEvent.objects.filter(demand=demand, kind=DemandEvent.Kind.ARCHIVE).order_by("id"))
+    assert [(e.new_value, e.actor) for e in entries] == [("archived", staff_user), ("restored", staff_user)]
+
+
+def test_api_resolves_and_archives_in_one_patch_or_changes_nothing(staff_client):
+    [demand] = ingest()
+    refused = _patch(staff_client, demand, {"priority": "low", "archived": True})
+    assert refused.status_code == 400 and "archived" in refused.json()["error"]
+    demand.refresh_from_db()
+    assert demand.priority != "low", "an archive that fails must undo the fields of the same PATCH"
+    both = _patch(staff_client, demand, {"status": "resolved", "archived": True})
+    assert both.status_code == 200 and both.json()["status"] == "resolved" and both.json()["archived_at"] is not None
+    assert _patch(staff_client, demand, {"archived": "yes"}).status_code == 400
+
+
+def test_api_viewers_cannot_archive(client, viewer_user):
+    [demand] = closed(days_ago=1)
+    client.force_login(viewer_user)
+    assert _patch(client, demand, {"archived": True}).status_code == 403
+    demand.refresh_from_db()
+    assert demand.archived_at is None
 
 
 def test_archive_now_button_archives_a_closed_demand(staff_client):
