@@ -7,7 +7,8 @@ Called by `pipeline.persist` after the batch's demands are inserted, inside its 
 - members of a merged group's fingerprint (an arrival the per-process cache still sent to the old
   group) move to the group it was merged into — the merge sticks in every consumer process;
 - members of groups with a priority, assignee or team take it, recorded like a rule's change
-  (`Demand.rule_changes`), in one UPDATE for the batch — only when some group has triage;
+  (`Demand.rule_changes`), in one UPDATE for the batch — only when some group has triage; one
+  whose priority or team changed so is timed again by the SLA policy that matches it now;
 - one upsert adds them to the hourly counts (`grouping.count_group_hours`).
 
 The common case (untriaged, unmerged groups) costs the hourly upsert and nothing more.
@@ -22,21 +23,31 @@ from django.db import transaction
 
 from ..models import Demand, GroupEvent
 from ..pipeline.grouping import count_group_hours, count_group_members, known_groups
+from ..sla.timers import SLA_COLUMNS, restamp as restamp_sla
 
 
 def settle_arrivals(created: list, fingerprints: dict[int, str], now: datetime) -> None:
     states = count_group_members(created, now)
     moved = _follow_merges(created, fingerprints, states, now)
     changed = {id(demand): demand for demand in moved}
+    retime = []
     for demand in created:
         state = states.get(demand.group_id)
-        if state is not None and _inherit(demand, state):
-            changed[id(demand)] = demand
+        if state is not None:
+            timed_by = (demand.priority, demand.team_id)
+            if _inherit(demand, state):
+                changed[id(demand)] = demand
+                if (demand.priority, demand.team_id) != timed_by:
+                    retime.append(demand)
+    if retime:  # the SLA was stamped by the demand's own priority and team: time it by the group's
+        restamp_sla(retime, now)
     if changed:
         Demand.objects.bulk_update(
             [Demand(pk=d.pk, group_id=d.group_id, priority=d.priority, assignee_id=d.assignee_id, team_id=d.team_id,
-                    rule_changes=d.rule_changes) for d in changed.values()],
-            ["group", "priority", "assignee", "team", "rule_changes"],
+                    rule_changes=d.rule_changes, sla_policy_id=d.sla_policy_id, sla_state=d.sla_state,
+                    respond_by=d.respond_by, resolve_by=d.resolve_by, sla_due_at=d.sla_due_at, sla_check_at=d.sla_check_at)
+             for d in changed.values()],
+            ["group", "priority", "assignee", "team", "rule_changes", *SLA_COLUMNS],
         )
     regressed = [state.id for state in states.values() if state.regressed]
     if regressed:

@@ -108,6 +108,18 @@ def stamp(demands: list, now: datetime) -> None:
          demand.sla_check_at) = values
 
 
+SLA_COLUMNS = ("sla_policy", "sla_state", "respond_by", "resolve_by", "sla_due_at", "sla_check_at")
+
+
+def restamp(demands: list, now: datetime) -> None:
+    """Ingest again, for new demands whose priority or team changed after `stamp` (they took their
+    group's): the policy they match now, or none."""
+    for demand in demands:
+        (demand.sla_policy_id, demand.sla_state, demand.respond_by, demand.resolve_by, demand.sla_due_at,
+         demand.sla_check_at) = (None, "", None, None, None, None)
+    stamp(demands, now)
+
+
 @dataclass
 class _Fresh:
     """A demand just stored, as `read` sees it (ingest's rows have no triage columns)."""

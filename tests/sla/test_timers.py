@@ -127,6 +127,29 @@ def test_raising_the_priority_re_matches_the_policy(clock, staff_user):
     assert demand.sla_policy.name == "urgent" and demand.resolve_by == T0 + timedelta(minutes=240)
 
 
+def test_a_new_member_is_timed_by_the_priority_and_team_it_takes_from_its_group(clock, staff_user):
+    from demands.groups import services as group_services
+    from demands.models import DemandGroup
+
+    make_policy(name="urgent")
+    make_policy(name="normal", match_priorities="normal,low", respond_minutes=600, resolve_minutes=None)
+    ops = Team.objects.create(name="ops")
+    make_policy(name="ops high", match_priorities="high", match_team=ops, respond_minutes=5, resolve_minutes=None)
+    first = ingest(priority="low")
+    group = DemandGroup.objects.get(pk=first.group_id)
+    group_services.group_triage(group=group, actor=staff_user, priority="urgent")
+    later = ingest(priority="low")
+    assert later.group_id == group.pk and later.priority == "urgent"
+    assert later.sla_policy.name == "urgent" and later.resolve_by == T0 + timedelta(minutes=240)
+    group_services.group_triage(group=group, actor=staff_user, priority="high")
+    unmatched = ingest(priority="low")  # high without the team: no policy holds it any more
+    assert (unmatched.priority, unmatched.sla_policy, unmatched.sla_state, unmatched.sla_due_at) == ("high", None, "", None)
+    group_services.group_triage(group=group, actor=staff_user, team=ops)
+    with_team = ingest(priority="low")
+    assert (with_team.team_id, with_team.sla_policy.name) == (ops.pk, "ops high")
+    assert with_team.respond_by == T0 + timedelta(minutes=5)
+
+
 def test_a_policy_for_a_team_applies_when_the_team_is_set(clock, staff_user):
     team = Team.objects.create(name="ops")
     make_policy(match_team=team)
