@@ -5,6 +5,11 @@ rules and the system.
 notifications here, so the recipients of an assignment (the assignee, or the team's active members
 but the assignee and the actor) and the text are the same whoever made it. Callers save the rows
 (one at a time in a request, in bulk at ingest) and broadcast them after commit (`live`).
+
+Texts are put together lazily (`later`) and translated when they are saved, in each recipient's
+language (`UserPreference.language`, else `LANGUAGE_CODE`), not in the actor's or the process's:
+an English reader assigned by a Chinese colleague, or reminded by the SLA timer, reads English —
+in the page and in the outbound messages that quote the text.
 """
 
 from __future__ import annotations
@@ -12,13 +17,31 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 
-from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.conf import settings
+from django.utils import timezone, translation
+from django.utils.functional import lazy
+from django.utils.translation import gettext, gettext_noop
 
 from .models import Notification, Team
 from .outbound import dispatch
 
 PREVIEW_CHARS = 120  # of the demand's content, after the sentence
+
+
+def _translated(message: str, params: dict) -> str:
+    return gettext(message) % {key: str(value) for key, value in params.items()}
+
+
+_later = lazy(_translated, str)
+
+
+def later(message: str, **params):
+    """`gettext(message) % params`, translated when it is turned into text (see save): mark the
+    msgid with gettext_noop so makemessages finds it. Parameters may be `later` texts too."""
+    return _later(message, params)
+
+
+_compose = lazy(lambda who, what, preview: f"{who} {what}: {preview}", str)
 
 
 def display_name(user) -> str:
@@ -47,53 +70,73 @@ def acting_sla_policy_id() -> int | None:
     return acting[0] if acting else None
 
 
-def sla_policy_label(name: str) -> str:
-    return _("SLA policy “%(name)s”") % {"name": name}
+def sla_policy_label(name: str):
+    return later(gettext_noop("SLA policy “%(name)s”"), name=name)
 
 
-def actor_label(*, actor=None, rule_name: str | None = None) -> str:
+def actor_label(*, actor=None, rule_name: str | None = None):
     """Who did it: a person, a named rule, an SLA policy, or the system (a rule or an alert without a name)."""
     if actor is not None:
         return display_name(actor)
     if rule_name:
-        return _("Rule “%(name)s”") % {"name": rule_name}
+        return later(gettext_noop("Rule “%(name)s”"), name=rule_name)
     acting = _acting_policy.get()
     if acting:
         return sla_policy_label(acting[1])
-    return _("A rule")
+    return later(gettext_noop("A rule"))
 
 
-def build(*, user_id: int, demand, who: str, what: str, created_at=None,
+def build(*, user_id: int, demand, who, what, created_at=None,
           kind: str = Notification.Kind.ASSIGNED) -> Notification:
-    """One unsaved notification: "<who> <what>: <the demand's first words>"."""
+    """One unsaved notification: "<who> <what>: <the demand's first words>" (`who` and `what`
+    are `later` texts or plain strings; `save` translates them for the recipient)."""
     return Notification(
-        user_id=user_id, demand_id=demand.pk, text=f"{who} {what}: {demand.content[:PREVIEW_CHARS]}",
+        user_id=user_id, demand_id=demand.pk, text=_compose(who, what, demand.content[:PREVIEW_CHARS]),
         created_at=created_at or timezone.now(), kind=kind,
     )
 
 
+def recipient_languages(user_ids) -> dict[int, str]:
+    """Each user's language: their preference, else the site's (one query)."""
+    from .models import UserPreference
+
+    chosen = dict(UserPreference.objects.filter(user_id__in=set(user_ids)).exclude(language="").values_list("user_id", "language"))
+    return {pk: chosen.get(pk, settings.LANGUAGE_CODE) for pk in user_ids}
+
+
+def _translate_for_recipients(rows: list[Notification]) -> None:
+    languages = recipient_languages({row.user_id for row in rows})
+    max_length = Notification._meta.get_field("text").max_length
+    for language in set(languages.values()):
+        with translation.override(language):
+            for row in rows:
+                if languages[row.user_id] == language:
+                    row.text = str(row.text)[:max_length]
+
+
 def save(rows: list[Notification]) -> list[Notification]:
-    """Save notifications (one statement). Every caller — a person's change, a rule at ingest, an
-    SLA timer — saves through here, so what else a notification sets off is added in one place:
-    the outbox rows of the recipients' subscribed channels (outbound.dispatch), in the same
-    transaction, sent by the delivery worker after commit."""
+    """Save notifications (one statement), their texts translated for each recipient. Every
+    caller — a person's change, a rule at ingest, an SLA timer — saves through here, so what else
+    a notification sets off is added in one place: the outbox rows of the recipients' subscribed
+    channels (outbound.dispatch), in the same transaction, sent by the delivery worker after commit."""
     if not rows:
         return []
+    _translate_for_recipients(rows)
     saved = Notification.objects.bulk_create(rows)
     dispatch.enqueue(saved)
     return saved
 
 
-def assigned_to_you(pk: int) -> str:
-    return _("assigned demand #%(pk)s to you") % {"pk": pk}
+def assigned_to_you(pk: int):
+    return later(gettext_noop("assigned demand #%(pk)s to you"), pk=pk)
 
 
-def assigned_to_team(pk: int, team_name: str) -> str:
-    return _("assigned demand #%(pk)s to your team %(team)s") % {"pk": pk, "team": team_name}
+def assigned_to_team(pk: int, team_name: str):
+    return later(gettext_noop("assigned demand #%(pk)s to your team %(team)s"), pk=pk, team=team_name)
 
 
-def commented(pk: int) -> str:
-    return _("commented on demand #%(pk)s") % {"pk": pk}
+def commented(pk: int):
+    return later(gettext_noop("commented on demand #%(pk)s"), pk=pk)
 
 
 def team_recipients(team: Team, *, skip: set[int | None]) -> list[int]:

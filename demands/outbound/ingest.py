@@ -17,7 +17,7 @@ import time
 from datetime import datetime
 from urllib.parse import parse_qsl
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import notifications
 from ..models import Demand, Notification, SavedView
@@ -58,8 +58,9 @@ def notify_saved_views(demand_ids: list[int], *, now: datetime) -> list[Notifica
         filters = DemandFilters.from_params(dict(parse_qsl(view.query)), user=view.user)
         for demand in filters.apply(Demand.objects.filter(pk__in=demand_ids)).only("pk", "content"):
             rows.append(notifications.build(
-                user_id=view.user_id, demand=demand, who=_("Saved view “%(name)s”") % {"name": view.name},
-                what=_("matched new demand #%(pk)s") % {"pk": demand.pk}, created_at=now, kind=Notification.Kind.SAVED_VIEW,
+                user_id=view.user_id, demand=demand, who=notifications.later(gettext_noop("Saved view “%(name)s”"), name=view.name),
+                what=notifications.later(gettext_noop("matched new demand #%(pk)s"), pk=demand.pk), created_at=now,
+                kind=Notification.Kind.SAVED_VIEW,
             ))
     return notifications.save(rows)
 

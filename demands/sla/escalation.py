@@ -24,7 +24,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import translation
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 
 from .. import history, live, notifications, services
 from ..models import CLOSED_STATUSES, PRIORITY_RANK, Demand, DemandEvent, Notification, SlaState, Status, Team
@@ -40,7 +42,8 @@ _SAVED = [name for name in SLA_FIELDS if name not in ("sla_paused_at", "sla_paus
 
 def sla_tick(*, now: datetime, limit: int = BATCH) -> dict[str, int]:
     """One pass: re-time a batch after a policy change, then every demand whose timer is due.
-    Texts (history, in-page notifications) are in the deployment's language, whichever thread runs it."""
+    History texts are in the deployment's language, whichever thread runs it; notifications are in
+    each recipient's (notifications.save)."""
     with translation.override(settings.LANGUAGE_CODE):
         return _tick(now=now, limit=limit)
 
@@ -130,6 +133,9 @@ def describe(step: Step | EscalationStep) -> str:
     return _("%(minutes)s min without being resolved") % {"minutes": step.after_minutes}
 
 
+_described = lazy(describe, str)  # a notification's: in its recipient's language (notifications.save)
+
+
 def _fire(demand: Demand, policy: Policy, step: Step, *, skipped: list[Step]) -> DemandEvent:
     note = ""
     if skipped:
@@ -150,9 +156,9 @@ def _people(demand: Demand) -> list[int]:
 
 def _reminders(demand: Demand, policy: Policy, reading) -> list[Notification]:
     if reading.state == SlaState.BREACHED:
-        what = _("demand #%(pk)s breached its SLA") % {"pk": demand.pk}
+        what = notifications.later(gettext_noop("demand #%(pk)s breached its SLA"), pk=demand.pk)
     else:
-        what = _("demand #%(pk)s is at risk of breaching its SLA") % {"pk": demand.pk}
+        what = notifications.later(gettext_noop("demand #%(pk)s is at risk of breaching its SLA"), pk=demand.pk)
     who = notifications.sla_policy_label(policy.name)
     return [notifications.build(user_id=user_id, demand=demand, who=who, what=what, kind=Notification.Kind.SLA)
             for user_id in _people(demand)]
@@ -167,7 +173,7 @@ def _escalation_notices(demand: Demand, policy: Policy, step: Step) -> list[Noti
         if team is not None:
             users.update(notifications.team_recipients(team, skip=set()))
     active = set(get_user_model().objects.filter(pk__in=users, is_active=True).values_list("pk", flat=True))
-    what = _("escalated demand #%(pk)s: %(why)s") % {"pk": demand.pk, "why": describe(step)}
+    what = notifications.later(gettext_noop("escalated demand #%(pk)s: %(why)s"), pk=demand.pk, why=_described(step))
     who = notifications.sla_policy_label(policy.name)
     return [notifications.build(user_id=user_id, demand=demand, who=who, what=what, kind=Notification.Kind.ESCALATION)
             for user_id in sorted(active)]
