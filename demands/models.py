@@ -50,6 +50,15 @@ LIVE = models.Q(archived_at__isnull=True)
 PRIORITY_RANK = {Priority.URGENT: 0, Priority.HIGH: 1, Priority.NORMAL: 2, Priority.LOW: 3}
 
 
+def priority_rank() -> models.Case:
+    """A priority's rank (urgent first; none last): the grouped list's priority sort, and its index."""
+    return models.Case(*[models.When(priority=str(value), then=models.Value(n)) for value, n in PRIORITY_RANK.items()],
+                       default=models.Value(len(PRIORITY_RANK)), output_field=models.IntegerField())
+
+
+UNMERGED = models.Q(merged_into__isnull=True)
+
+
 class Team(models.Model):
     name = models.CharField(_("name"), max_length=100, unique=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="demand_teams", blank=True, verbose_name=_("members"))
@@ -92,6 +101,12 @@ class DemandGroup(models.Model):
     class Meta:
         ordering = ["-last_seen"]
         constraints = [models.UniqueConstraint(fields=["fingerprint"], name="demandgroup_unique_fingerprint")]
+        # The grouped list's sorts (groups/selectors._ordered): a page reads 51 index entries, not every group.
+        indexes = [models.Index(fields=["-count", "-last_seen", "-id"], name="group_count", condition=UNMERGED),
+                   models.Index(fields=["-first_seen", "-id"], name="group_first_seen", condition=UNMERGED),
+                   models.Index(fields=["-last_seen", "-id"], name="group_last_seen", condition=UNMERGED),
+                   models.Index(priority_rank(), models.F("last_seen").desc(), models.F("id").desc(), name="group_priority",
+                                condition=UNMERGED)]
         verbose_name = _("demand group")
         verbose_name_plural = _("demand groups")
 

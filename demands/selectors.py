@@ -13,7 +13,6 @@ from datetime import date, datetime, time, timedelta
 from urllib.parse import urlencode
 
 from django.contrib.auth import get_user_model
-from django.core.cache import cache
 from django.db.models import BooleanField, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
@@ -322,18 +321,6 @@ def demand_find(*, pk) -> Demand | None:
 def demand_history(*, demand: Demand) -> list[DemandEvent]:
     """Everything that happened to the demand, oldest first (see `history.entries`)."""
     return history.entries(demand)
-
-
-def demand_facets() -> dict[str, list[str]]:
-    """Distinct types and sources for filter menus; cached, since DISTINCT scans an index."""
-    facets = cache.get("demands:facets")
-    if facets is None:
-        facets = {
-            "types": list(Demand.objects.order_by("type").values_list("type", flat=True).distinct()[:200]),
-            "sources": list(Demand.objects.order_by("source").values_list("source", flat=True).distinct()[:200]),
-        }
-        cache.set("demands:facets", facets, 60)
-    return facets
 
 
 def staff_users():

@@ -97,6 +97,13 @@ DATABASES = {
 if os.environ.get("UMSG_TEST_DB"):
     # Two test runs on one PostgreSQL server would both use test_<name>: give each its own.
     DATABASES["default"]["TEST"] = {"NAME": os.environ["UMSG_TEST_DB"]}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # No JIT: it compiles plans estimated as expensive with LLVM, which the product's short queries
+    # never repay, and a session that has compiled once ran the list's queries twice as slowly
+    # afterwards (bench/README.md, "Archive scale"). A DATABASE_URL's own `options` come first.
+    options = DATABASES["default"].setdefault("OPTIONS", {})
+    if "jit" not in options.get("options", ""):
+        options["options"] = f"{options.get('options', '')} -c jit=off".strip()
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded default runs the consumer thread and web requests against one file: WAL lets
     # readers proceed during a write, IMMEDIATE transactions avoid lock upgrades that fail with

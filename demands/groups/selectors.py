@@ -10,11 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..field_filters import apply_shared
-from ..models import PRIORITY_RANK, DemandGroup, GroupEvent, GroupHour
+from ..models import DemandGroup, GroupEvent, GroupHour, priority_rank
 from ..pipeline.grouping import hour_of
 
 COUNT_CAP = 1000  # counts on pages stop here ("1,000+"), as the API's stop at 10,000
@@ -49,10 +49,8 @@ def _ordered(queryset: QuerySet, sort: str) -> QuerySet:
         return queryset.order_by("-first_seen", "-id")
     if sort == "count":
         return queryset.order_by("-count", "-last_seen", "-id")
-    if sort == "priority":  # set priorities by rank, then groups without one
-        rank = Case(*[When(priority=value, then=Value(n)) for value, n in PRIORITY_RANK.items()],
-                    default=Value(len(PRIORITY_RANK)), output_field=IntegerField())
-        return queryset.alias(rank=rank).order_by("rank", "-last_seen", "-id")
+    if sort == "priority":  # set priorities by rank, then groups without one (index group_priority)
+        return queryset.alias(rank=priority_rank()).order_by("rank", "-last_seen", "-id")
     return queryset.order_by("-last_seen", "-id")
 
 

@@ -41,3 +41,30 @@ def test_list_queries_use_the_partial_indexes(params, index):
     Demand.objects.filter(pk__in=[d.pk for d in common[:5]]).update(archived_at="2025-01-01T00:00:00Z", status="resolved")
     text = plan(params)
     assert index in text, text
+
+
+@pytest.mark.parametrize(("sort", "index"), [
+    ("", "group_last_seen"), ("count", "group_count"), ("first_seen", "group_first_seen"), ("priority", "group_priority"),
+])
+def test_grouped_list_sorts_read_an_index_not_every_group(sort, index):
+    from demands.groups import selectors as group_selectors
+    from demands.models import DemandGroup
+
+    ingest(30)
+    queryset = group_selectors._ordered(group_selectors.groups_filtered(filters=selectors.DemandFilters.from_params({})), sort)
+    sql, args = queryset.select_related("assignee", "team")[:51].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"ANALYZE {DemandGroup._meta.db_table}")
+        cursor.execute(f"EXPLAIN {sql}", args)
+        text = "\n".join(row[0] for row in cursor.fetchall())
+    assert f"Index Scan using {index}" in text, text
+
+
+def test_sessions_run_without_jit():
+    """JIT compiled the facets' old DISTINCT and left the session's list queries twice as slow
+    (settings: `-c jit=off` unless DATABASE_URL says otherwise)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
