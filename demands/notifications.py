@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from django.conf import settings
 from django.utils import timezone, translation
 from django.utils.functional import lazy
-from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext, gettext_noop, ngettext
 
 from .models import Notification, Team
 from .outbound import dispatch
@@ -158,3 +158,36 @@ def for_assignment(*, demand, who: str, assignee_id: int | None = None, team: Te
             for pk in team_recipients(team, skip={actor_id, assignee_id, demand.assignee_id})
         )
     return notifications
+
+
+def _group_assigned_to_you(group_pk: int, count: int, title: str) -> str:
+    return ngettext("assigned group #%(group)s (%(count)s open demand) to you: %(title)s",
+                    "assigned group #%(group)s (%(count)s open demands) to you: %(title)s", count) % {
+        "group": group_pk, "count": count, "title": title}
+
+
+def _group_assigned_to_team(group_pk: int, count: int, title: str, team_name: str) -> str:
+    return ngettext("assigned group #%(group)s (%(count)s open demand) to your team %(team)s: %(title)s",
+                    "assigned group #%(group)s (%(count)s open demands) to your team %(team)s: %(title)s", count) % {
+        "group": group_pk, "count": count, "title": title, "team": team_name}
+
+
+_group_you, _group_team = lazy(_group_assigned_to_you, str), lazy(_group_assigned_to_team, str)
+_compose_group = lazy(lambda who, what: f"{who} {what}", str)
+
+
+def for_group_assignment(*, group, demand, count: int, who, assignee_id: int | None = None, team: Team | None = None,
+                         actor_id: int | None = None, skip=()) -> list[Notification]:
+    """Unsaved notifications for assigning a group's `count` open demands at once: one per person,
+    on `demand` (one of them), naming the group instead of quoting the demand."""
+    title = group.title[:PREVIEW_CHARS]
+    rows = []
+    if assignee_id is not None and assignee_id != actor_id:
+        rows.append(Notification(user_id=assignee_id, demand_id=demand.pk, kind=Notification.Kind.ASSIGNED,
+                                 text=_compose_group(who, _group_you(group.pk, count, title)), created_at=timezone.now()))
+    if team is not None:
+        what = _group_team(group.pk, count, title, team.name)
+        rows.extend(Notification(user_id=pk, demand_id=demand.pk, kind=Notification.Kind.TEAM, text=_compose_group(who, what),
+                                 created_at=timezone.now())
+                    for pk in team_recipients(team, skip={actor_id, assignee_id, *skip}))
+    return rows

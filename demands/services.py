@@ -156,9 +156,11 @@ def demand_set_priority(*, demand: Demand, priority: str, actor, expected_versio
 
 @transaction.atomic
 def demand_assign(
-    *, demand: Demand, assignee=None, team: Team | None = None, actor, expected_version: int | None = None
+    *, demand: Demand, assignee=None, team: Team | None = None, actor, expected_version: int | None = None,
+    notify: bool = True,
 ) -> Demand:
-    """Set who owns the demand: a person, a team, both, or nobody (both None)."""
+    """Set who owns the demand: a person, a team, both, or nobody (both None). `notify=False`: the
+    caller tells the people itself (group triage: one notification for the group, not one a member)."""
     _check_actor(actor)
     if assignee is not None and not (assignee.is_active and assignee.is_staff):
         raise TriageError(_("Demands can only be assigned to active staff members."))
@@ -189,7 +191,7 @@ def demand_assign(
     notified = notifications.save(notifications.for_assignment(
         demand=demand, who=notifications.actor_label(actor=actor), assignee_id=getattr(tell_assignee, "pk", None),
         team=tell_team, actor_id=getattr(actor, "pk", None),
-    ))
+    )) if notify else []
     _after_commit(demand, events, notified)
     return demand
 

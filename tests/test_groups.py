@@ -247,3 +247,30 @@ def test_the_grouped_list_speaks_chinese(staff_user, staff_client):
     finally:
         translation.deactivate()
     assert "1 个分组" in page and "全部消息" in page and "对选中的分组：" in page
+
+
+def test_assigning_a_group_tells_each_person_once_not_once_per_member(staff_user, django_user_model):
+    from demands.models import Notification
+
+    members = ingest(*({"id": f"g{n}"} for n in range(6)))
+    group = group_of(members[0])
+    bob = django_user_model.objects.create_user(username="bob", password=None, is_staff=True)
+    ann = django_user_model.objects.create_user(username="ann", password=None, is_staff=True)
+    team = Team.objects.create(name="Web")
+    team.members.add(ann, bob, staff_user)
+    result = group_services.group_triage(group=group, actor=staff_user, assignee=bob, team=team)
+    assert result.members == 6
+    assert Demand.objects.filter(group=group, assignee=bob, team=team).count() == 6
+    bobs = list(Notification.objects.filter(user=bob))
+    assert len(bobs) == 1 and bobs[0].kind == Notification.Kind.ASSIGNED
+    assert f"assigned group #{group.pk} (6 open demands) to you" in bobs[0].text
+    anns = list(Notification.objects.filter(user=ann))
+    assert len(anns) == 1 and f"(6 open demands) to your team Web" in anns[0].text
+    assert not Notification.objects.filter(user=staff_user).exists()  # the actor is not told
+    # Only the members it changed are counted; a second, identical triage tells nobody.
+    group_services.group_triage(group=group, actor=staff_user, assignee=bob, team=team)
+    assert Notification.objects.filter(user__in=[bob, ann]).count() == 2
+    single = ingest({"id": "lone", "content": "a thing that happens once"})[0]
+    group_services.group_triage(group=group_of(single), actor=staff_user, assignee=ann)
+    assert "(1 open demand) to you" in Notification.objects.filter(user=ann).latest("id").text
+

@@ -20,7 +20,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .. import services
+from .. import live, notifications, services
 from ..access import can_triage
 from ..models import CLOSED_STATUSES, Demand, DemandGroup, GroupEvent, GroupHour, Priority, Status
 from ..notifications import display_name
@@ -90,7 +90,9 @@ def group_triage(
 
 
 def _apply_to_members(group, actor, status, priority, assignee, team, result: GroupResult) -> None:
-    """Each open member through the demand services: each locks, checks, records and broadcasts."""
+    """Each open member through the demand services: each locks, checks, records and broadcasts.
+    Who is told of an assignment is told once for the group (_notify_assigned), not per member."""
+    to_person, to_team = [], []  # members whose assignee / team this changed
     for demand in Demand.objects.filter(group=group).exclude(status__in=CLOSED_STATUSES).select_related("assignee", "team").order_by("pk"):
         try:
             touched = False
@@ -103,14 +105,40 @@ def _apply_to_members(group, actor, status, priority, assignee, team, result: Gr
             if (assignee is not UNCHANGED and demand.assignee_id != getattr(assignee, "pk", None)) or (
                 team is not UNCHANGED and demand.team_id != getattr(team, "pk", None)
             ):
+                person = assignee is not UNCHANGED and demand.assignee_id != getattr(assignee, "pk", None)
+                moved = team is not UNCHANGED and demand.team_id != getattr(team, "pk", None)
                 demand = services.demand_assign(
                     demand=demand, assignee=demand.assignee if assignee is UNCHANGED else assignee,
-                    team=demand.team if team is UNCHANGED else team, actor=actor,
+                    team=demand.team if team is UNCHANGED else team, actor=actor, notify=False,
                 )
+                to_person += [demand] if person else []
+                to_team += [demand] if moved else []
                 touched = True
             result.members += touched
         except services.TriageError as exc:
             result.failed[f"#{demand.pk}"] = str(exc)
+    if to_person or to_team:
+        _notify_assigned(group, actor, assignee if to_person else None, team if to_team else None, to_person, to_team)
+
+
+@transaction.atomic
+def _notify_assigned(group, actor, assignee, team, to_person: list, to_team: list) -> None:
+    """One notification per person for the group's new owner (the assignee; the team's members),
+    on the newest member demand, naming the group and how many of its demands it covers."""
+    who = notifications.actor_label(actor=actor)
+    actor_id = getattr(actor, "pk", None)
+    rows = []
+    if assignee is not None:
+        rows += notifications.for_group_assignment(group=group, demand=max(to_person, key=lambda d: d.pk), count=len(to_person),
+                                                   who=who, assignee_id=assignee.pk, actor_id=actor_id)
+    if team is not None:
+        rows += notifications.for_group_assignment(group=group, demand=max(to_team, key=lambda d: d.pk), count=len(to_team),
+                                                   who=who, team=team, actor_id=actor_id,
+                                                   skip=[getattr(assignee, "pk", None)])
+    saved = notifications.save(rows)
+    if saved:
+        ids = [n.pk for n in saved]
+        transaction.on_commit(lambda: live.broadcast_notifications(ids))
 
 
 def group_bulk_triage(*, group_ids: list[int], actor, **changes) -> GroupResult:
