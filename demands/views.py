@@ -47,7 +47,8 @@ def demand_list(request: HttpRequest, grouped: bool | None = None) -> HttpRespon
         page, count = search_pages.first_page_and_count(filters=filters, limit=settings.DEMANDS_PAGE_SIZE, cap=1000)
     else:
         page = selectors.demand_page(filters=filters, before=before, limit=settings.DEMANDS_PAGE_SIZE)
-        count = (len(page.items), True) if page.is_first and not page.next_cursor else selectors.demand_count(filters=filters, cap=1000)
+        # A count of its own (a full page) is fetched by the page after it loaded (groups/views.result_count).
+        count = (len(page.items), True) if page.is_first and not page.next_cursor else None
     tabs = []
     for key, label, params in VIEW_TABS:
         tab_filters = filters.with_changes(assignee=params.get("assignee", ""), team=params.get("team", ""))

@@ -274,3 +274,22 @@ def test_assigning_a_group_tells_each_person_once_not_once_per_member(staff_user
     group_services.group_triage(group=group_of(single), actor=staff_user, assignee=ann)
     assert "(1 open demand) to you" in Notification.objects.filter(user=ann).latest("id").text
 
+
+def test_a_full_first_page_asks_for_its_count_after_loading_and_a_short_one_says_it_inline(staff_client, settings):
+    settings.DEMANDS_PAGE_SIZE = 5
+    ingest(*({"id": f"c{n}", "content": f"kind {chr(0x4e00 + n)} broke"} for n in range(8)))
+    page = staff_client.get("/demands/?view=all").content.decode()
+    url = re.search(r'id="result-count"[^>]*hx-get="([^"]+)"', page).group(1)
+    assert url.startswith("/demands/count/?") and "view=all" in url
+    fragment = staff_client.get(url.replace("&amp;", "&")).content.decode()
+    assert fragment.strip() == '<span class="result-count muted" id="result-count" role="status">8 demands</span>'
+    page = staff_client.get("/demands/?view=all&search=kind").content.decode()  # a search counts with its rows
+    assert ">8 demands</span>" in page and "/demands/count/" not in page
+    short = staff_client.get("/demands/?view=all&type=nothing_like_it").content.decode()
+    assert ">0 demands</span>" in short and "/demands/count/" not in short
+    grouped = staff_client.get("/demands/?view=groups").content.decode()
+    group_url = re.search(r'id="result-count"[^>]*hx-get="([^"]+)"', grouped)
+    if group_url:  # 8 groups: more than a page of 50? no — a page this short says it inline
+        raise AssertionError(grouped)
+    assert ">8 groups</span>" in grouped
+    assert ">8 groups</span>" in staff_client.get("/demands/count/?view=groups").content.decode()

@@ -163,6 +163,7 @@ MATRIX: dict[str, list[Row]] = {
     "jsi18n/": [Row("get", PUBLIC)],  # the scripts' strings: the sign-in page needs them too
     "demands/": [Row("get", PAGE)],
     "demands/export.csv": [Row("get", PAGE)],
+    "demands/count/": [Row("get", PAGE)],
     "demands/bulk/": [Row("post", TRIAGE, lambda w: {"ids": [w.demand.pk], "status": Status.TRIAGED},
                           demand_field("status", Status.TRIAGED))],
     "demands/<int:pk>/": [Row("get", PAGE)],

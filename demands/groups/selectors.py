@@ -59,7 +59,7 @@ class GroupPage:
     items: list[DemandGroup]
     page: int
     has_next: bool
-    count: int
+    count: int | None
     count_is_exact: bool
     sort: str
 
@@ -68,9 +68,10 @@ class GroupPage:
         return self.page > 1
 
 
-def group_page(*, filters, sort: str = "", page: int = 1, per_page: int = PAGE_SIZE) -> GroupPage:
+def group_page(*, filters, sort: str = "", page: int = 1, per_page: int = PAGE_SIZE, with_count: bool = True) -> GroupPage:
     """One page of groups (pages stop after LIST_MAX_ROWS groups), with a capped count and each
-    group's `sparkline` (SPARK_HOURS hourly counts, oldest first)."""
+    group's `sparkline` (SPARK_HOURS hourly counts, oldest first). `with_count=False`: the count
+    only when this page shows it all (else None: the page asks for it separately)."""
     sort = sort if sort in GROUP_SORTS else "last_seen"
     last_page = max(1, LIST_MAX_ROWS // per_page)
     page = min(max(page, 1), last_page)
@@ -81,8 +82,10 @@ def group_page(*, filters, sort: str = "", page: int = 1, per_page: int = PAGE_S
     items = items[:per_page]
     if page == 1 and len(items) < per_page:
         count, exact = len(items), True
-    else:
+    elif with_count:
         count, exact = capped_count(queryset)
+    else:
+        count, exact = None, False
     attach_sparklines(items)
     return GroupPage(items=items, page=page, has_next=has_next, count=count, count_is_exact=exact, sort=sort)
 

@@ -54,18 +54,35 @@ def count_label(count: int, exact: bool, *, grouped: bool) -> str:
 
 
 def toggle_context(filters, *, grouped: bool, count: tuple[int, bool] | None) -> dict:
-    """What `_view_toggle.html` needs: both views' links with the filters, and the result count."""
+    """What `_view_toggle.html` needs: both views' links with the filters, and the result count —
+    or, when counting needs a query of its own (a full first page), where the page fetches it
+    after it has loaded (`result_count`), so a slow count never holds the rows back."""
+    view = "groups" if grouped else "all"
     return {
         "toggle_groups_query": filters.query_string(view="groups"),
         "toggle_all_query": filters.query_string(view="all"),
         "result_label": count_label(*count, grouped=grouped) if count else "",
+        "result_count_url": "" if count else f"{reverse('demands:result-count')}?{filters.query_string(view=view)}",
     }
+
+
+@require_GET
+@staff_required
+def result_count(request: HttpRequest) -> HttpResponse:
+    """The list's "1,000+ demands" / "23 groups", for the page that asked after loading."""
+    filters = demand_selectors.DemandFilters.from_params(request.GET, user=request.user)
+    grouped = request.GET.get("view") == "groups"
+    if grouped:
+        count = selectors.capped_count(selectors.groups_filtered(filters=filters))
+    else:
+        count = demand_selectors.demand_count(filters=filters, cap=selectors.COUNT_CAP)
+    return render(request, "demands/_result_count.html", {"result_label": count_label(*count, grouped=grouped)})
 
 
 def grouped_context(request: HttpRequest, filters) -> dict:
     """What `_group_rows.html` needs, for the demand list in grouped mode."""
     sort = request.GET.get("group_sort", "")
-    page = selectors.group_page(filters=filters, sort=sort, page=_page_number(request))
+    page = selectors.group_page(filters=filters, sort=sort, page=_page_number(request), with_count=False)
     for group in page.items:
         group.spark_points = selectors.sparkline_points(group.sparkline)
         group.spark_total = sum(group.sparkline)
@@ -74,7 +91,7 @@ def grouped_context(request: HttpRequest, filters) -> dict:
         return filters.query_string(view="groups", **extra)
 
     return {
-        **toggle_context(filters, grouped=True, count=(page.count, page.count_is_exact)),
+        **toggle_context(filters, grouped=True, count=None if page.count is None else (page.count, page.count_is_exact)),
         "group_page": page,
         "group_sort": page.sort,
         "group_query": query(group_sort=sort, gpage=page.page),
