@@ -3,13 +3,18 @@ demands, list page and API p50/p95 server time (target p95 ≤ 50 ms). Not a tes
 figures and writes bench/results/archive-*.json.
 
     .venv/bin/python -m bench.archive_scale [--open 1000000] [--archived 5000000] [--requests 20]
-                                            [--database postgres|sqlite] [--keep]
+                                            [--groups N] [--database postgres|sqlite] [--keep]
+                                            [--reuse DATABASE]
 
 Rows are bulk-loaded with COPY on PostgreSQL (executemany on SQLite) into a fresh database, with
 a progress line per chunk; the secondary indexes are dropped for the load and rebuilt after it
 (as a restore would), then ANALYZE. The archived demands are the oldest (lowest ids), closed
 (resolved / rejected / duplicate) and archived; the open ones are the newest, in every status
-(closed ones not archived yet too). Requests go through Django's test client in this process.
+(closed ones not archived yet too). Demand g belongs to group g mod G + 1 (G: one group per 50
+demands unless --groups), so every group spans archived and open history, and the last 24 hours
+have hourly counts (sparklines). Requests go through Django's test client in this process,
+without setup_test_environment's instrumented rendering; the list names `view=all` or
+`view=groups`, and a full page's count (fetched after the page, /demands/count/) is timed apart.
 """
 
 from __future__ import annotations
@@ -40,16 +45,27 @@ OPEN_STATUSES = ["new", "new", "triaged", "in_progress", "resolved", "rejected"]
 CLOSED = ["resolved", "resolved", "resolved", "rejected", "duplicate"]
 
 QUERIES = [
-    ("list newest", "/demands/"),
-    ("list status=new", "/demands/?status=new"),
+    ("list newest", "/demands/?view=all"),
+    ("list status=new", "/demands/?view=all&status=new"),
     # Closed but not archived yet: few among millions of archived resolved rows.
-    ("list status=resolved", "/demands/?status=resolved"),
-    ("list type+source", "/demands/?type=log_exception&source=payment-service"),
-    ("list sort=priority", "/demands/?sort=priority"),
+    ("list status=resolved", "/demands/?view=all&status=resolved"),
+    ("list type+source", "/demands/?view=all&type=log_exception&source=payment-service"),
+    ("list sort=priority", "/demands/?view=all&sort=priority"),
     ("list page 3 (cursor)", None),
-    ("list search 支付", "/demands/?search=支付"),
-    ("list archived=only", "/demands/?archived=only"),
-    ("list archived=include", "/demands/?archived=include"),
+    ("list search 支付", "/demands/?view=all&search=支付"),
+    ("list archived=only", "/demands/?view=all&archived=only"),
+    ("list archived=include", "/demands/?view=all&archived=include"),
+    # The default list once demands repeat: one row per group (demands/groups/).
+    ("groups newest", "/demands/?view=groups"),
+    ("groups status=new", "/demands/?view=groups&status=new"),
+    ("groups sort=count", "/demands/?view=groups&group_sort=count"),
+    ("groups sort=priority", "/demands/?view=groups&group_sort=priority"),
+    ("groups sort=first_seen", "/demands/?view=groups&group_sort=first_seen"),
+    ("groups page 3", "/demands/?view=groups&gpage=3"),
+    # A full first page fetches its capped count after loading (GET /demands/count/): timed apart.
+    ("count newest", "/demands/count/?view=all"),
+    ("count type+source", "/demands/count/?view=all&type=log_exception&source=payment-service"),
+    ("count groups status=new", "/demands/count/?view=groups&status=new"),
     ("api newest", "/api/demands/"),
     ("api status=resolved", "/api/demands/?status=resolved"),
     ("api priority=urgent", "/api/demands/?priority=urgent"),
@@ -61,7 +77,7 @@ def psql(database: str, sql: str) -> None:
     subprocess.run(["psql", f"{PG_SERVER}/{database}", "-qAtc", sql], check=True)
 
 
-def rows(start: int, end: int, *, archived: bool, now: datetime, total: int):
+def rows(start: int, end: int, *, archived: bool, now: datetime, total: int, groups: int):
     """Demand rows start..end (ids in insertion order), as {column: value} without defaults."""
     rng = random.Random(start)
     for g in range(start, end + 1):
@@ -77,7 +93,51 @@ def rows(start: int, end: int, *, archived: bool, now: datetime, total: int):
             "updated_at": received + timedelta(hours=1) if closed else received,
             "resolved_at": received + timedelta(hours=1) if closed else None,
             "archived_at": received + timedelta(days=31) if archived else None,
+            "group_id": (g % groups) + 1,
         }
+
+
+def load_groups(args, connection, *, now: datetime, total: int) -> None:
+    """The groups the demands belong to (demand g is in group g mod G + 1: every group spans the
+    whole history, archived and open), and their hourly counts of the last 24 hours (sparklines)."""
+    from django.db import connection as django_connection
+
+    from demands.models import DemandGroup
+    from demands.pipeline.grouping import hour_of
+
+    def received(g: int) -> datetime:
+        return now - timedelta(seconds=(total - g) * 5)
+
+    count = args.groups
+    table = DemandGroup._meta.db_table
+    columns = ["fingerprint", "type", "source", "title", "count", "first_seen", "last_seen", "status", "priority"]
+    values = []
+    for i in range(1, count + 1):
+        first = i - 1 if i > 1 else count
+        last = first + ((total - first) // count) * count
+        values.append([f"fp{i}", TYPES[i % 5], SOURCES[i % 7], f"{CONTENTS[i % 8]} #{i}"[:200], (last - first) // count + 1,
+                       received(first), received(last), "resolved" if i % 9 == 0 else ("triaged" if i % 4 == 0 else "new"),
+                       PRIORITIES[i % 6] if i % 3 == 0 else ""])
+    hours: dict[tuple[int, datetime], int] = {}
+    for g in range(max(1, total - 24 * 720), total + 1):  # 720 demands an hour (one per 5 s)
+        key = ((g % count) + 1, hour_of(received(g)))
+        hours[key] = hours.get(key, 0) + 1
+    cursor = connection.cursor()
+    if args.database == "postgres":
+        with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in values:
+                copy.write_row(row)
+        with cursor.cursor.copy("COPY demands_grouphour (group_id, hour, count) FROM STDIN") as copy:
+            for (group_id, hour), n in hours.items():
+                copy.write_row([group_id, hour, n])
+    else:
+        adapt = django_connection.ops.adapt_datetimefield_value
+        cursor.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})",
+                           [[adapt(v) if isinstance(v, datetime) else v for v in row] for row in values])
+        cursor.executemany("INSERT INTO demands_grouphour (group_id, hour, count) VALUES (%s, %s, %s)",
+                           [[group_id, adapt(hour), n] for (group_id, hour), n in hours.items()])
+    connection.commit()
+    print(f"  loaded {count:,} groups and {len(hours):,} hourly counts", flush=True)
 
 
 def load(args, connection) -> float:
@@ -87,7 +147,7 @@ def load(args, connection) -> float:
 
     now = datetime.now(dt_timezone.utc)
     fields = [f for f in Demand._meta.concrete_fields if not f.primary_key]
-    sample = next(rows(1, 1, archived=True, now=now, total=1))
+    sample = next(rows(1, 1, archived=True, now=now, total=1, groups=1))
     columns = [f.column for f in fields]
     defaults = {f.column: f.get_db_prep_save(f.get_default(), django_connection) for f in fields if f.column not in sample}
     total = args.open + args.archived
@@ -102,12 +162,13 @@ def load(args, connection) -> float:
         for name, _definition in indexes:
             constraint = "demand_unique_source_message_id"
             cursor.execute(f"ALTER TABLE {table} DROP CONSTRAINT {constraint}" if name == constraint else f"DROP INDEX {name}")
+    load_groups(args, connection, now=now, total=total)
     done = 0
     for archived, count, offset in ((True, args.archived, 0), (False, args.open, args.archived)):
         for start in range(offset + 1, offset + count + 1, CHUNK):
             end = min(start + CHUNK - 1, offset + count)
             batch = ([row.get(column, defaults.get(column)) for column in columns]
-                     for row in rows(start, end, archived=archived, now=now, total=total))
+                     for row in rows(start, end, archived=archived, now=now, total=total, groups=args.groups))
             if args.database == "postgres":
                 with cursor.cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
                     for values in batch:
@@ -138,11 +199,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--open", type=int, default=1_000_000)
     parser.add_argument("--archived", type=int, default=5_000_000)
+    parser.add_argument("--groups", type=int, default=0, help="demand groups (default: one per 50 demands)")
     parser.add_argument("--requests", type=int, default=20, help="timed requests per query (after 3 warm-ups)")
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--reuse", default="", help="time a database an earlier --keep run left (PostgreSQL; no load)")
     args = parser.parse_args()
+    args.groups = args.groups or max(1, (args.open + args.archived) // 50)
 
     database = args.reuse or f"umsg_bench_archive_{os.getpid()}"
     sqlite_dir = None
@@ -189,18 +252,22 @@ def main() -> None:
 
 
 def run(args, load_seconds: float) -> None:
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.test import Client
-    from django.test.utils import setup_test_environment
 
-    setup_test_environment()  # response.context, to follow the page cursor
+    from demands import selectors
+
+    # No setup_test_environment(): its instrumented rendering (a signal and a context copy per
+    # template) is not what a server pays. The page cursor comes from the selector instead.
     admin = get_user_model().objects.filter(username="bench").first() or get_user_model().objects.create_superuser(
         username="bench", password=None)
     client = Client()
     client.force_login(admin)
-    cursor = client.get("/demands/").context["page"].next_cursor
-    cursor = client.get(f"/demands/?before={cursor}").context["page"].next_cursor
-    queries = [(name, url or f"/demands/?before={cursor}") for name, url in QUERIES]
+    no_filters = selectors.DemandFilters.from_params({})
+    cursor = selectors.demand_page(filters=no_filters, before=None, limit=settings.DEMANDS_PAGE_SIZE).next_cursor
+    cursor = selectors.demand_page(filters=no_filters, before=cursor, limit=settings.DEMANDS_PAGE_SIZE).next_cursor
+    queries = [(name, url or f"/demands/?view=all&before={cursor}") for name, url in QUERIES]
     results = []
     print(f"\n{'query':24} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'rows p95':>9} {'SQL p95':>8}   "
           f"(target p95 ≤ 50 ms; {args.open:,} open + {args.archived:,} archived, {args.database})")
@@ -231,7 +298,7 @@ def run(args, load_seconds: float) -> None:
 
 
 def _rows_p95(url: str, requests: int) -> tuple[float, float | None]:
-    """p95 of fetching the page's rows alone (selectors.demand_page): the part that depends on how
+    """p95 of fetching the page's rows alone (selectors.demand_page, or group_page): the part that depends on how
     many rows the tables hold, without routing and template rendering (which a loaded CPU inflates);
     and on PostgreSQL the p95 of the server's own execution time of those queries (EXPLAIN ANALYZE)."""
     from urllib.parse import parse_qsl, urlsplit
@@ -241,19 +308,28 @@ def _rows_p95(url: str, requests: int) -> tuple[float, float | None]:
 
     from demands import selectors
 
+    from demands.groups import selectors as group_selectors
+
     params = dict(parse_qsl(urlsplit(url).query))
     filters = selectors.DemandFilters.from_params(params)
+
+    def fetch():
+        if params.get("view") == "groups":
+            group_selectors.group_page(filters=filters, sort=params.get("group_sort", ""), page=int(params.get("gpage", 1)))
+        else:
+            selectors.demand_page(filters=filters, before=params.get("before"), limit=50)
+
     times = []
     for _ in range(requests):
         t0 = time.perf_counter()
-        selectors.demand_page(filters=filters, before=params.get("before"), limit=50)
+        fetch()
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     rows_p95 = times[max(0, int(round(0.95 * len(times))) - 1)]
     if connection.vendor != "postgresql":
         return rows_p95, None
     with CaptureQueriesContext(connection) as captured:
-        selectors.demand_page(filters=filters, before=params.get("before"), limit=50)
+        fetch()
     executions = []
     with connection.cursor() as cursor:
         for _ in range(requests):
