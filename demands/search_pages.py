@@ -20,11 +20,13 @@ def applies(filters: DemandFilters, before) -> bool:
     return bool(filters.search) and not filters.sort and before in (None, "")
 
 
-def first_page_and_count(*, filters: DemandFilters, limit: int, cap: int) -> tuple[DemandPage, tuple[int, bool]]:
-    """(the first page, (count, exact)) for a newest-first search; the count stops at `cap`."""
+def first_page_and_count(*, filters: DemandFilters, limit: int, cap: int, only=None) -> tuple[DemandPage, tuple[int, bool]]:
+    """(the first page, (count, exact)) for a newest-first search; the count stops at `cap`.
+    `only`: the fields the caller reads, as selectors.demand_page takes them."""
     ids = list(filters.apply(Demand.objects.all()).order_by("-id").values_list("id", flat=True)[: max(cap, limit) + 1])
     shown = ids[:limit]
-    by_id = {demand.pk: demand for demand in Demand.objects.select_related("assignee", "team", "sla_policy").filter(pk__in=shown)}
+    rows = Demand.objects.select_related("assignee", "team", *([] if only else ["sla_policy"])).filter(pk__in=shown)
+    by_id = {demand.pk: demand for demand in (rows.only(*only) if only else rows)}
     items = [by_id[pk] for pk in shown if pk in by_id]  # one deleted meanwhile is left out
     next_cursor = str(items[-1].pk) if len(ids) > limit and items else None
     return DemandPage(items=items, next_cursor=next_cursor, is_first=True), (min(len(ids), cap), len(ids) <= cap)

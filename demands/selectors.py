@@ -210,9 +210,12 @@ class DemandPage:
 
 
 
-def demand_page(*, filters: DemandFilters, before: str | int | None = None, limit: int = 50) -> DemandPage:
-    """One page in the filters' sort order. `before` is the cursor from the previous page."""
-    queryset = filters.apply(Demand.objects.select_related("assignee", "team", "sla_policy"))
+def demand_page(*, filters: DemandFilters, before: str | int | None = None, limit: int = 50, only=None) -> DemandPage:
+    """One page in the filters' sort order. `before` is the cursor from the previous page.
+    `only`: the fields the caller reads (the list page: list_rows.FIELDS), the rest not loaded."""
+    queryset = filters.apply(Demand.objects.select_related("assignee", "team", *([] if only else ["sla_policy"])))
+    if only:
+        queryset = queryset.only(*only)
     cursor = str(before) if before not in (None, "") else None
     if filters.sort == "due":
         return DemandPage(*sla_selectors.due_page(queryset, cursor, limit), is_first=cursor is None)

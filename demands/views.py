@@ -19,7 +19,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from . import facets, filter_chips, search_pages, selectors, services
+from . import facets, filter_chips, list_rows, search_pages, selectors, services
 from .outbound import follows
 from .access import staff_required
 from .groups import views as group_views
@@ -44,9 +44,10 @@ def demand_list(request: HttpRequest, grouped: bool | None = None) -> HttpRespon
     if grouped:  # no demand rows, so no live stream of them either (is_first False)
         page, count = selectors.DemandPage(items=[], next_cursor=None, is_first=False), None
     elif search_pages.applies(filters, before):  # rows and count in one walk of the content
-        page, count = search_pages.first_page_and_count(filters=filters, limit=settings.DEMANDS_PAGE_SIZE, cap=1000)
+        page, count = search_pages.first_page_and_count(filters=filters, limit=settings.DEMANDS_PAGE_SIZE, cap=1000,
+                                                        only=list_rows.FIELDS)
     else:
-        page = selectors.demand_page(filters=filters, before=before, limit=settings.DEMANDS_PAGE_SIZE)
+        page = selectors.demand_page(filters=filters, before=before, limit=settings.DEMANDS_PAGE_SIZE, only=list_rows.FIELDS)
         # A count of its own (a full page) is fetched by the page after it loaded (groups/views.result_count).
         count = (len(page.items), True) if page.is_first and not page.next_cursor else None
     tabs = []

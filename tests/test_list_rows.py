@@ -145,3 +145,17 @@ def test_group_row_markup_with_a_regression_and_without_triage(django_user_model
     with translation.override("zh-hans"):
         html = rows.group_row(group, can_triage=True)
     assert f'aria-label="选择分组 {group.pk}"' in html and "regression" not in html and '<span class="muted">—</span>' in html
+
+
+@pytest.mark.django_db
+def test_the_list_loads_only_what_a_row_reads_and_reads_nothing_else(staff_client, demand):
+    """list_rows.FIELDS is all the page loads; a row touching another field would cost a query a row."""
+    from demands import selectors
+
+    page = selectors.demand_page(filters=selectors.DemandFilters.from_params({}), only=list_rows.FIELDS)
+    with CaptureQueriesContext(connection) as queries:
+        list_rows.rows(page.items)
+    assert len(queries) == 0
+    for search in ("", "页面"):
+        html = staff_client.get(f"/demands/?view=all&search={search}").content.decode()
+        assert f'<tr id="demand-{demand.pk}"' in html and "Pay&amp;Co" in html

@@ -4,18 +4,18 @@ rows stays in templates/demands/_group_rows.html."""
 
 from __future__ import annotations
 
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 from django.utils.translation import ngettext
 
 from .. import list_rows
+from ..list_rows import escape
 
 TITLE_CHARS = 200
 
 
-def group_row(group, *, can_triage: bool) -> str:
-    w = list_rows.words()
+def group_row(group, *, can_triage: bool, w=None) -> str:
+    w = w or list_rows.words()
     pk = group.pk
     head, tail = w.group_url
     select = (f'<input type="checkbox" name="groups" value="{pk}" form="group-bulk-form" '
@@ -59,4 +59,5 @@ def group_row(group, *, can_triage: bool) -> str:
 
 
 def group_rows(groups, *, can_triage: bool) -> SafeString:
-    return mark_safe("".join(group_row(group, can_triage=can_triage) for group in groups))
+    w = list_rows.words()
+    return mark_safe("".join(group_row(group, can_triage=can_triage, w=w) for group in groups))
