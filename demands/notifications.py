@@ -181,7 +181,7 @@ def for_group_assignment(*, group, demand, count: int, who, assignee_id: int | N
     """Unsaved notifications for assigning a group's `count` open demands at once: one per person,
     on `demand` (one of them), naming the group instead of quoting the demand."""
     title = group.title[:PREVIEW_CHARS]
-    rows = []
+    rows: list[Notification] = []
     if assignee_id is not None and assignee_id != actor_id:
         rows.append(Notification(user_id=assignee_id, demand_id=demand.pk, kind=Notification.Kind.ASSIGNED,
                                  text=_compose_group(who, _group_you(group.pk, count, title)), created_at=timezone.now()))
@@ -190,4 +190,6 @@ def for_group_assignment(*, group, demand, count: int, who, assignee_id: int | N
         rows.extend(Notification(user_id=pk, demand_id=demand.pk, kind=Notification.Kind.TEAM, text=_compose_group(who, what),
                                  created_at=timezone.now())
                     for pk in team_recipients(team, skip={actor_id, assignee_id, *skip}))
+    for row in rows:  # not stored on the row: what outbound.dispatch puts in the message's summary
+        row.outbound_summary = {"group": group.pk, "count": count}
     return rows

@@ -95,7 +95,8 @@ def enqueue(notifications: list[Notification], *, now: datetime | None = None) -
         rows.append(OutboundMessage(
             route=route, kind=notification.kind, user_id=user_id, channel_id=channel_id, target=target,
             language=language or settings.LANGUAGE_CODE, demand_id=notification.demand_id, notification_id=notification.pk,
-            summary={"text": notification.text} if notification.kind in ("sla", "escalation", "saved_view") else {},
+            summary={**({"text": notification.text} if notification.kind in ("sla", "escalation", "saved_view") else {}),
+                     **getattr(notification, "outbound_summary", {})},  # a group's assignment: {"group", "count"}
             created_at=now or notification.created_at,
         ))
 

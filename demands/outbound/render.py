@@ -21,7 +21,19 @@ PREVIEW_CHARS = 200
 DIGEST_SAMPLE = 10  # demands listed by name in a digest
 
 
+def _group_title(row: OutboundMessage, demand: Demand) -> str:
+    group, count = row.summary["group"], row.summary.get("count", 1)
+    if row.kind == "team":
+        return ngettext("Group #%(group)s (%(count)s open demand) is assigned to your team %(team)s",
+                        "Group #%(group)s (%(count)s open demands) is assigned to your team %(team)s", count) % {
+            "group": group, "count": count, "team": demand.team.name if demand.team_id else ""}
+    return ngettext("Group #%(group)s (%(count)s open demand) is assigned to you",
+                    "Group #%(group)s (%(count)s open demands) is assigned to you", count) % {"group": group, "count": count}
+
+
 def _title(row: OutboundMessage, demand: Demand) -> str:
+    if row.kind in ("assigned", "team") and row.summary.get("group"):
+        return _group_title(row, demand)
     pk = demand.pk
     titles = {
         "assigned": _("Demand #%(pk)s is assigned to you"),

@@ -116,3 +116,23 @@ def test_an_assignee_follows_and_hears_of_later_comments(alice, staff_user):
     services.demand_assign(demand=demand, assignee=None, actor=staff_user)
     services.demand_comment(demand=demand, body="still there?", actor=staff_user)
     assert Notification.objects.filter(user=alice, kind="comment").count() == 1
+
+
+def test_a_group_assignment_is_one_message_per_person_titled_with_the_group(alice, bob, team, staff_user):
+    from demands.groups import services as group_services
+    from demands.models import DemandGroup
+
+    subscribe(user=alice, kind="assigned")
+    subscribe(user=bob, kind="team")
+    group = DemandGroup.objects.create(fingerprint="fp", type="user_feedback", source="web_app", title="页面加载太慢",
+                                       count=3, first_seen=timezone.now(), last_seen=timezone.now())
+    for _ in range(3):
+        make_demand(group=group)
+    group_services.group_triage(group=group, actor=staff_user, assignee=alice, team=team)
+    rows = list(OutboundMessage.objects.order_by("id"))
+    assert [(row.kind, row.summary) for row in rows] == [("assigned", {"group": group.pk, "count": 3}),
+                                                         ("team", {"group": group.pk, "count": 3})]
+    deliver_due(now=timezone.now())
+    subjects = {message.to[0]: message.subject for message in mail.outbox}
+    assert subjects == {"alice@example.com": f"[UMSG] Group #{group.pk} (3 open demands) is assigned to you",
+                        "bob@example.com": f"[UMSG] 分组 #{group.pk}（3 个未关闭的需求）已分配给你的团队 Ops"}
