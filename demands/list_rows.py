@@ -34,6 +34,12 @@ FIELDS = ("id", "priority", "status", "type", "content", "tags", "category", "so
 CONTENT_CHARS = 300  # as the list always truncated (truncatechars:300)
 
 
+def truncated(text: str | None, chars: int) -> str:
+    """The `truncatechars` filter's result; a text that fits (nearly all) skips Truncator's walk."""
+    text = text or ""
+    return Truncator(text).chars(chars) if len(text) > chars else text
+
+
 def escape(value) -> str:
     """django.utils.html.escape's output, without its lazy-string check (a few hundred calls a page)."""
     return html.escape(str(value))
@@ -139,9 +145,7 @@ def row(demand, *, is_new: bool = False, now=None, w: _Words | None = None) -> S
     pk = demand.pk
     head, tail = w.detail_url
     url = f"{head}{pk}{tail}"
-    content = demand.content or ""
-    if len(content) > CONTENT_CHARS:
-        content = Truncator(content).chars(CONTENT_CHARS)
+    content = truncated(demand.content, CONTENT_CHARS)
     tags = demand.tags or []
     category = demand.category
     extra = ""

@@ -5,7 +5,6 @@ rows stays in templates/demands/_group_rows.html."""
 from __future__ import annotations
 
 from django.utils.safestring import SafeString, mark_safe
-from django.utils.text import Truncator
 from django.utils.translation import ngettext
 
 from .. import list_rows
@@ -33,9 +32,7 @@ def group_row(group, *, can_triage: bool, w=None) -> str:
         _iso, at, _title = list_rows.local_times(group.regressed_at)
         title = w.regression_title % {"at": at[:16]}
         status_cell += f' <span class="badge regression" title="{escape(title)}">{w.regression}</span>'
-    text = group.title or ""
-    if len(text) > TITLE_CHARS:
-        text = Truncator(text).chars(TITLE_CHARS)
+    text = list_rows.truncated(group.title, TITLE_CHARS)
     cells = [
         f'<tr id="group-{pk}" data-group="{pk}">',
         f'<td class="select">{select}</td>',

@@ -102,11 +102,9 @@ def _apply_to_members(group, actor, status, priority, assignee, team, result: Gr
             if priority is not None and demand.priority != priority:
                 demand = services.demand_set_priority(demand=demand, priority=priority, actor=actor)
                 touched = True
-            if (assignee is not UNCHANGED and demand.assignee_id != getattr(assignee, "pk", None)) or (
-                team is not UNCHANGED and demand.team_id != getattr(team, "pk", None)
-            ):
-                person = assignee is not UNCHANGED and demand.assignee_id != getattr(assignee, "pk", None)
-                moved = team is not UNCHANGED and demand.team_id != getattr(team, "pk", None)
+            person = assignee is not UNCHANGED and demand.assignee_id != getattr(assignee, "pk", None)
+            moved = team is not UNCHANGED and demand.team_id != getattr(team, "pk", None)
+            if person or moved:
                 demand = services.demand_assign(
                     demand=demand, assignee=demand.assignee if assignee is UNCHANGED else assignee,
                     team=demand.team if team is UNCHANGED else team, actor=actor, notify=False,
