@@ -72,7 +72,6 @@ class BridgeHeartbeatWriter:
         else:
             since, before = self._previous
         elapsed = max(mono - since, 1e-9)
-        self._previous = (mono, forwarded)
         counters = {
             queue: {
                 "forwarded": count,
@@ -96,8 +95,9 @@ class BridgeHeartbeatWriter:
             if not self._failing:
                 logger.warning("bridge heartbeat not written (will keep trying): %r", exc)
             self._failing = True
-            return
+            return  # the rate's baseline stays the last written one: the next write's rate spans the gap
         self._failing = False
+        self._previous = (mono, forwarded)
 
 
 def bridge_states(*, now: datetime) -> list[tuple[BridgeHeartbeat, str]]:

@@ -5,6 +5,7 @@ has the real one)."""
 from datetime import timedelta
 
 import pytest
+from django.db import OperationalError
 
 from demands.monitoring.alerts import evaluate_rules
 from demands.monitoring.amqp import BridgeHeartbeatWriter, amqp_overview, sample_amqp
@@ -173,6 +174,28 @@ def test_the_heartbeat_writer_reports_rates_from_the_forwarded_count_and_signs_o
     writer({**snapshot, "queues": {"demands": {"forwarded": 600, "acked": 600}}}, stopped=True)
     hb.refresh_from_db()
     assert hb.stopped_at is not None and hb.counters["demands"]["held"] == 0 and hb.source_state == "stopped"
+
+
+def test_a_heartbeat_that_could_not_be_written_keeps_the_rates_baseline(amqp, monkeypatch):
+    """A failed write ("database table is locked") must not swallow what was forwarded meanwhile:
+    the next write's rate spans the gap (it read 0.0, and the real-broker test waited for a rate in vain)."""
+    clock, mono = [NOW], [100.0]
+    writer = BridgeHeartbeatWriter(clock=lambda: clock[0], monotonic=lambda: mono[0])
+    snapshot = {"kind": "amqp", "pid": 7, "started_at": 0, "source_state": "connected", "last_error": "",
+                "queues": {"demands": {"forwarded": 100, "acked": 100}}, "held": {}}
+    writer(snapshot)
+    real = BridgeHeartbeat.objects.update_or_create
+
+    def locked(**kwargs):
+        raise OperationalError("database table is locked: demands_bridgeheartbeat")
+
+    monkeypatch.setattr(BridgeHeartbeat.objects, "update_or_create", locked)
+    mono[0] = 105.0
+    writer({**snapshot, "queues": {"demands": {"forwarded": 600, "acked": 600}}})  # not written
+    monkeypatch.setattr(BridgeHeartbeat.objects, "update_or_create", real)
+    mono[0] = 110.0
+    writer({**snapshot, "queues": {"demands": {"forwarded": 600, "acked": 600}}})
+    assert BridgeHeartbeat.objects.get().counters["demands"]["rate"] == 50.0  # 500 over the 10 s since the last write
 
 
 def test_old_queue_samples_and_long_silent_bridge_heartbeats_are_pruned(amqp):
